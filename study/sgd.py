@@ -1,0 +1,132 @@
+"""P_SGD(f|S): a population of independent training runs, trained side by side.
+
+A pool of `pool` slots is stepped in lockstep (vmap over slots). Every `check_every` steps the
+slots whose run has reached 100% training accuracy (or the step cap) hand their result over and
+take the next run of the chunk, so the vectorised work stays dense while runs of very different
+lengths finish. Each run is a pure function of its own key fold_in(setting_key, run_id): its
+initialisation and its minibatch order do not depend on the slot, pool size or chunk it ran in.
+
+A run checks training accuracy on all of S *before* each update and stops without updating once
+it is 100%: the parameters kept are those of the step that first fitted S.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from study.config import SGDConfig, SGDSetting
+from study.encoding import pack_signs
+from study.network import Network
+from study.tasks import Task
+
+INIT_STREAM, BATCH_STREAM = 0, 1
+
+
+def make_optimizer(setting: SGDSetting) -> optax.GradientTransformation:
+    return {"sgd": optax.sgd, "adam": optax.adam}[setting.optimizer](setting.lr)
+
+
+def per_example_loss(loss: str) -> Callable:
+    """Loss on outputs f and labels y in {-1, +1}: logistic (cross-entropy) or squared error."""
+    if loss == "ce":
+        return lambda f, y: jax.nn.softplus(-y * f)
+    return lambda f, y: (f - y) ** 2
+
+
+def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, chunk_runs: int) -> Callable:
+    """jitted (setting_key, first_run_id) -> per-run arrays for runs first..first+chunk_runs-1."""
+    x_S = jnp.asarray(task.x_train)
+    y_S = jnp.asarray(np.where(task.y_train, 1.0, -1.0), jnp.float32)
+    x_E = jnp.asarray(task.x_test)
+    m, B, P, R = len(y_S), setting.batch_size, min(cfg.pool, chunk_runs), chunk_runs
+    batches_per_epoch = m // B
+    opt = make_optimizer(setting)
+    ell = per_example_loss(setting.loss)
+
+    def train_loss(theta_D, idx_B):
+        return jnp.mean(ell(net.apply_flat(theta_D, x_S[idx_B]), y_S[idx_B]))
+
+    def minibatch(run_key, step):
+        if B == m:  # full batch: no sampling
+            return jnp.arange(m)
+        epoch, pos = jnp.divmod(step, batches_per_epoch)
+        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(run_key, BATCH_STREAM), epoch), m)
+        return jax.lax.dynamic_slice(perm, (pos * B,), (B,))
+
+    def fits(theta_D):
+        out_S = net.apply_flat(theta_D, x_S)
+        return jnp.all((out_S > 0) == (y_S > 0)), jnp.mean(ell(out_S, y_S))
+
+    def slot_step(theta_D, opt_state, step, run_key, live):
+        fitted, _ = fits(theta_D)
+        frozen = fitted | (step >= cfg.max_steps) | ~live
+        grads = jax.grad(train_loss)(theta_D, minibatch(run_key, step))
+        updates, new_state = opt.update(grads, opt_state, theta_D)
+        keep = lambda old, new: jnp.where(frozen, old, new)
+        theta_D = keep(theta_D, optax.apply_updates(theta_D, updates))
+        opt_state = jax.tree.map(keep, opt_state, new_state)
+        return theta_D, opt_state, step + (~frozen).astype(step.dtype)
+
+    v_step = jax.vmap(slot_step)
+    v_fits = jax.vmap(fits)
+
+    @jax.jit
+    def train_chunk(setting_key, first_run):
+        run_ids_R = first_run + jnp.arange(R)
+        run_keys_R = jax.vmap(lambda r: jax.random.fold_in(setting_key, r))(run_ids_R)
+        theta0_RxD = jax.vmap(lambda k: net.sample_one(jax.random.fold_in(k, INIT_STREAM)))(run_keys_R)
+
+        slot_run = jnp.arange(P)  # index within the chunk of the run each slot holds
+        state = dict(
+            theta=theta0_RxD[slot_run], opt=jax.vmap(opt.init)(theta0_RxD[slot_run]),
+            step=jnp.zeros(P, jnp.int32), run=slot_run, live=jnp.ones(P, bool),
+            next_run=jnp.int32(P), n_done=jnp.int32(0),
+            out_steps=jnp.zeros(R, jnp.int32), out_fitted=jnp.zeros(R, bool),
+            out_loss=jnp.zeros(R, jnp.float32), out_words=jnp.zeros((R, -(-len(task.test_idx) // 32)), jnp.uint32),
+        )
+
+        def round_(s):
+            def inner(_, carry):
+                theta, opt_state, step = carry
+                return v_step(theta, opt_state, step, run_keys_R[s["run"]], s["live"])
+
+            theta, opt_state, step = jax.lax.fori_loop(0, cfg.check_every, inner, (s["theta"], s["opt"], s["step"]))
+            fitted, loss = v_fits(theta)
+            finished = s["live"] & (fitted | (step >= cfg.max_steps))
+            # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).
+            where = jnp.where(finished, s["run"], R)
+            words = pack_signs(net.apply_population(theta, x_E))
+            out = dict(
+                out_steps=s["out_steps"].at[where].set(step, mode="drop"),
+                out_fitted=s["out_fitted"].at[where].set(fitted, mode="drop"),
+                out_loss=s["out_loss"].at[where].set(loss, mode="drop"),
+                out_words=s["out_words"].at[where].set(words, mode="drop"),
+            )
+            # Refill: the k-th finished slot takes run next_run + k, if the chunk still has one.
+            new_run = s["next_run"] + jnp.cumsum(finished) - 1
+            refill = finished & (new_run < R)
+            run = jnp.where(refill, new_run, s["run"])
+            theta_new = theta0_RxD[jnp.minimum(run, R - 1)]
+            choose = lambda new, old: jnp.where(refill.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
+            return dict(
+                s, **out,
+                theta=choose(theta_new, theta),
+                opt=jax.tree.map(choose, jax.vmap(opt.init)(theta_new), opt_state),
+                step=jnp.where(refill, 0, step), run=run, live=(s["live"] & ~finished) | refill,
+                next_run=s["next_run"] + finished.sum(dtype=jnp.int32), n_done=s["n_done"] + finished.sum(dtype=jnp.int32),
+            )
+
+        s = jax.lax.while_loop(lambda s: s["n_done"] < R, round_, state)
+        return {k[4:]: v for k, v in s.items() if k.startswith("out_")}
+
+    return train_chunk
+
+
+def useful_flops_per_step(net: Network, task: Task, setting: SGDSetting) -> int:
+    """FLOPs one training step must spend: the accuracy check (forward on S) plus forward and
+    backward (about 3 forward passes) on the minibatch."""
+    return 2 * net.macs_per_input * (len(task.train_idx) + 3 * setting.batch_size)
