@@ -89,6 +89,20 @@ class ExperimentConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+    def stage_hash(self, stage: str, setting: "SGDSetting | None" = None) -> str:
+        """Hash of everything a stage's raw results depend on (for SGD: one setting at a time)."""
+        data = {"name": self.name, "seed": self.seed, "task": dataclasses.asdict(self.task),
+                "network": dataclasses.asdict(self.network)}
+        if stage == "rejection":
+            data["rejection"] = dataclasses.asdict(self.rejection)
+        elif stage == "sgd":
+            data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
+            data["setting"] = dataclasses.asdict(setting)
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
 def _build(cls, raw: dict, where: str):
     """Instantiate dataclass `cls` from a dict, rejecting unknown keys and wrong types."""
     if not isinstance(raw, dict):

@@ -1,0 +1,69 @@
+"""Agreement statistics between two sampled distributions over functions, as small pure functions
+over count arrays, with multinomial bootstrap intervals (resampling runs / accepted draws)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy import stats as sps
+
+STATISTICS = ("pearson_log", "spearman_log", "kl", "tv", "n_common")
+
+
+def align(counts_a: dict[str, int], counts_b: dict[str, int]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Union of functions (sorted) and the two count vectors over it."""
+    keys = sorted(set(counts_a) | set(counts_b))
+    return keys, np.array([counts_a.get(k, 0) for k in keys]), np.array([counts_b.get(k, 0) for k in keys])
+
+
+def log_correlations(a: np.ndarray, b: np.ndarray, threshold: int) -> tuple[float, float, int]:
+    """Pearson and Spearman correlation of log-probabilities over functions with at least
+    `threshold` counts in both samples; NaN when fewer than 3 such functions."""
+    keep = (a >= threshold) & (b >= threshold)
+    n = int(keep.sum())
+    if n < 3:
+        return float("nan"), float("nan"), n
+    la, lb = np.log(a[keep] / a.sum()), np.log(b[keep] / b.sum())
+    if np.ptp(la) == 0 or np.ptp(lb) == 0:
+        return float("nan"), float("nan"), n
+    return float(sps.pearsonr(la, lb)[0]), float(sps.spearmanr(la, lb)[0]), n
+
+
+def kl_divergence(a: np.ndarray, b: np.ndarray, pseudo: float = 0.5) -> float:
+    """KL(P_a || P_b) in nats over the union of observed functions, each count smoothed by
+    `pseudo` (Jeffreys) so that a function unseen in one sample does not give infinity."""
+    p = (a + pseudo) / (a.sum() + pseudo * len(a))
+    q = (b + pseudo) / (b.sum() + pseudo * len(b))
+    return float(np.sum(p * np.log(p / q)))
+
+
+def total_variation(a: np.ndarray, b: np.ndarray) -> float:
+    """Plug-in total variation distance between the two empirical distributions."""
+    return float(0.5 * np.abs(a / a.sum() - b / b.sum()).sum())
+
+
+def all_statistics(a: np.ndarray, b: np.ndarray, threshold: int) -> dict[str, float]:
+    pearson, spearman, n = log_correlations(a, b, threshold)
+    return {"pearson_log": pearson, "spearman_log": spearman, "kl": kl_divergence(a, b),
+            "tv": total_variation(a, b), "n_common": float(n)}
+
+
+def bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], dict],
+              n_boot: int, rng: np.random.Generator, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of each statistic when both samples are resampled with replacement
+    (a multinomial redraw of each count vector with its own total)."""
+    draws = [statistic(rng.multinomial(a.sum(), a / a.sum()), rng.multinomial(b.sum(), b / b.sum()))
+             for _ in range(n_boot)]
+    lo, hi = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    out = {}
+    for name in draws[0]:
+        values = np.array([d[name] for d in draws], float)
+        values = values[np.isfinite(values)]
+        out[name] = (float(np.quantile(values, lo)), float(np.quantile(values, hi))) if len(values) else (np.nan, np.nan)
+    return out
+
+
+def decades(p: np.ndarray) -> float:
+    """Orders of magnitude spanned by the positive entries of p."""
+    p = p[p > 0]
+    return float(np.log10(p.max() / p.min())) if len(p) else 0.0

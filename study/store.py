@@ -1,0 +1,118 @@
+"""Writing results: atomic files, provenance sidecars, and resumable chunked stages.
+
+A stage is split into chunks that are computed and written one at a time; a chunk file exists
+only once it is complete (written to a temporary name, then renamed). Running a stage again
+skips the chunks already on disk, so a killed run resumes where it stopped and ends with the
+same tables. A manifest records the config hash; a directory made by another config is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+PACKAGES = ("jax", "jaxlib", "neural-tangents", "numpyro", "blackjax", "optax", "numpy", "scipy", "pandas", "seaborn")
+
+
+class StaleResultsError(RuntimeError):
+    """Results on disk were made by a different configuration."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def atomic_write_json(obj: dict, path: Path) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(**extra) -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"git_commit": git_commit(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "packages": versions, **extra}
+
+
+def write_sidecar(table_path: Path, **extra) -> None:
+    """JSON beside a table: provenance plus whatever the writer adds (config hash, wall time...)."""
+    atomic_write_json(provenance(**extra), Path(table_path).with_suffix(".json"))
+
+
+def claim_directory(directory: Path, config_hash: str, description: str) -> None:
+    """Create `directory` for a stage with this config hash, or check that it already belongs to it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / "manifest.json"
+    if manifest.exists():
+        found = json.loads(manifest.read_text()).get("config_hash")
+        if found != config_hash:
+            raise StaleResultsError(
+                f"{directory} holds {description} made with config hash {found}, not {config_hash}; "
+                f"delete it (or run with --fresh) to recompute")
+    else:
+        atomic_write_json({"config_hash": config_hash, "description": description}, manifest)
+
+
+def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd.DataFrame, dict]],
+               desc: str, progress: bool = True) -> list[Path]:
+    """Compute the chunks not yet on disk, writing each as it finishes; return the chunk tables.
+
+    compute(c) returns the chunk's table and a dict of chunk statistics. The table is written
+    first and the statistics (chunk_NNNNN.json) last, so a chunk is complete iff its JSON exists.
+    """
+    tables = [directory / f"chunk_{c:05d}.csv" for c in range(n_chunks)]
+    todo = [c for c, p in enumerate(tables) if not p.with_suffix(".json").exists()]
+    with tqdm(total=n_chunks, initial=n_chunks - len(todo), desc=desc, unit="chunk", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for c in todo:
+            table, stats = compute(c)
+            atomic_write_csv(table, tables[c])
+            atomic_write_json({"chunk": c, **stats}, tables[c].with_suffix(".json"))
+            bar.update(1)
+    return tables
+
+
+def read_chunks(tables: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All chunk tables concatenated, and one row of statistics per chunk."""
+    missing = [p for p in tables if not p.with_suffix(".json").exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} chunk(s) missing, first {missing[0]}: run the stage to completion")
+    frame = pd.concat([pd.read_csv(p, dtype={"function": str}) for p in tables], ignore_index=True)
+    stats = pd.DataFrame([json.loads(p.with_suffix(".json").read_text()) for p in tables])
+    return frame, stats
