@@ -1,6 +1,7 @@
 """P_SGD(f|S): a population of independent training runs, trained side by side.
 
-A pool of `pool` slots is stepped in lockstep (vmap over slots). Every `check_every` steps the
+A pool of `pool` slots is stepped in lockstep (vmap over slots). After every round of at least
+`check_every` steps (rounded up to whole epochs) the
 slots whose run has reached 100% training accuracy (or the step cap) hand their result over and
 take the next run of the chunk, so the vectorised work stays dense while runs of very different
 lengths finish. Each run is a pure function of its own key fold_in(setting_key, run_id): its
@@ -50,28 +51,38 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     def train_loss(theta_D, idx_B):
         return jnp.mean(ell(net.apply_flat(theta_D, x_S[idx_B]), y_S[idx_B]))
 
-    def minibatch(run_key, step):
+    # Rounds last a whole number of epochs, so every live slot starts a round at an epoch
+    # boundary and the round's minibatch orders can be drawn once per slot at its start.
+    epochs_per_round = -(-cfg.check_every // batches_per_epoch)
+    round_steps = epochs_per_round * batches_per_epoch
+
+    def epoch_orders(run_key, step):
+        """(epochs_per_round, m) minibatch orders for the epochs starting at `step`."""
         if B == m:  # full batch: no sampling
-            return jnp.arange(m)
-        epoch, pos = jnp.divmod(step, batches_per_epoch)
-        perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(run_key, BATCH_STREAM), epoch), m)
-        return jax.lax.dynamic_slice(perm, (pos * B,), (B,))
+            return jnp.broadcast_to(jnp.arange(m), (epochs_per_round, m))
+        first = step // batches_per_epoch
+        stream = jax.random.fold_in(run_key, BATCH_STREAM)
+        return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(stream, first + e), m))(
+            jnp.arange(epochs_per_round))
 
     def fits(theta_D):
         out_S = net.apply_flat(theta_D, x_S)
         return jnp.all((out_S > 0) == (y_S > 0)), jnp.mean(ell(out_S, y_S))
 
-    def slot_step(theta_D, opt_state, step, run_key, live):
+    def slot_step(theta_D, opt_state, step, orders, t, live):
+        """Step t of the round; orders are the slot's minibatch orders for this round."""
         fitted, _ = fits(theta_D)
         frozen = fitted | (step >= cfg.max_steps) | ~live
-        grads = jax.grad(train_loss)(theta_D, minibatch(run_key, step))
+        epoch, pos = jnp.divmod(t, batches_per_epoch)
+        idx_B = jax.lax.dynamic_slice(orders[epoch], (pos * B,), (B,))
+        grads = jax.grad(train_loss)(theta_D, idx_B)
         updates, new_state = opt.update(grads, opt_state, theta_D)
         keep = lambda old, new: jnp.where(frozen, old, new)
         theta_D = keep(theta_D, optax.apply_updates(theta_D, updates))
         opt_state = jax.tree.map(keep, opt_state, new_state)
         return theta_D, opt_state, step + (~frozen).astype(step.dtype)
 
-    v_step = jax.vmap(slot_step)
+    v_step = jax.vmap(slot_step, in_axes=(0, 0, 0, 0, None, 0))
     v_fits = jax.vmap(fits)
 
     @jax.jit
@@ -90,11 +101,13 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
         )
 
         def round_(s):
-            def inner(_, carry):
-                theta, opt_state, step = carry
-                return v_step(theta, opt_state, step, run_keys_R[s["run"]], s["live"])
+            orders = jax.vmap(epoch_orders)(run_keys_R[s["run"]], s["step"])
 
-            theta, opt_state, step = jax.lax.fori_loop(0, cfg.check_every, inner, (s["theta"], s["opt"], s["step"]))
+            def inner(t, carry):
+                theta, opt_state, step = carry
+                return v_step(theta, opt_state, step, orders, t, s["live"])
+
+            theta, opt_state, step = jax.lax.fori_loop(0, round_steps, inner, (s["theta"], s["opt"], s["step"]))
             fitted, loss = v_fits(theta)
             finished = s["live"] & (fitted | (step >= cfg.max_steps))
             # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).

@@ -1,0 +1,168 @@
+# Reproduce the study. `make all` (the default) and `make test` are the two commands;
+# `make help` lists every target with one line each (the `## ` comment after its name).
+#
+# Data flow (each arrow a file rule, so make redoes only what is out of date):
+#   configs/e1_$(PROFILE).toml -> results/e1_$(PROFILE)/raw/*.csv      (python -m study sample|train)
+#     -> results/e1_$(PROFILE)/tables/*.csv + macros.tex                 (python -m analysis)
+#     -> results/e1_$(PROFILE)/figures/fig_*.pdf|png                     (figures/fig_*.py)
+#     -> paper/main.pdf                                                  (latexmk in paper/)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PROFILE ?= quick
+CONFIG = configs/e1_$(PROFILE).toml
+RESULTS = results/e1_$(PROFILE)
+RAW = $(RESULTS)/raw
+PY = .venv/bin/python
+
+PYTHON311 ?= python3.11
+PIP_VERSION = 26.3
+VENV_STAMP = .venv/.installed
+PYTEST_ARGS ?=
+# Extra flags for `python -m study` (e.g. STUDY_ARGS=--fresh); progress bars off under CI.
+STUDY_ARGS ?= $(if $(CI),--no-progress)
+TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
+
+FIGURES = fig_scatter fig_rankfreq fig_agreement
+FIGURE_PDFS = $(FIGURES:%=$(RESULTS)/figures/%.pdf)
+FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py),$(wildcard figures/*.py))
+STUDY_SRC = $(wildcard study/*.py)
+ANALYSIS_SRC = $(wildcard analysis/*.py)
+PAPER_SRC = $(filter-out paper/profile.tex,$(wildcard paper/*.tex paper/*.bib paper/*.sty paper/*.cls))
+LATEX_JUNK = $(addprefix paper/main.,pdf aux log out fls fdb_latexmk toc bbl blg bcf run.xml synctex.gz nav snm)
+
+# TensorFlow is imported by neural-tangents; keep its start-up chatter out of the logs.
+export TF_CPP_MIN_LOG_LEVEL = 3
+export PYTHONUNBUFFERED = 1
+export MPLBACKEND = Agg
+
+START_TIME := $(shell date +%s)
+
+.PHONY: all help venv tex check sample train analysis figures paper test bench smoke clean distclean FORCE
+
+all: venv tex sample train analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
+	@s=$$(( $$(date +%s) - $(START_TIME) )); \
+	printf 'make all (PROFILE=%s): done in %dh %02dm %02ds wall time\n' $(PROFILE) $$((s / 3600)) $$((s % 3600 / 60)) $$((s % 60))
+
+help: ## list the targets with one line each
+	@echo 'Usage: make [target] [PROFILE=smoke|quick|full]   (default target: all; PROFILE=$(PROFILE))'
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo 'Variables: PROFILE (config configs/e1_$$PROFILE.toml), PYTEST_ARGS (extra pytest flags),'
+	@echo '           STUDY_ARGS (extra flags for python -m study, e.g. --fresh), PYTHON311 (interpreter for .venv)'
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+
+venv: $(VENV_STAMP) ## Python 3.11 virtualenv .venv with the exact pins of requirements/lock.txt
+
+$(VENV_STAMP): requirements/lock.txt
+	@if [ -x $(PY) ]; then \
+	  $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	    echo "error: .venv is not Python 3.11 ($$($(PY) --version 2>&1)); remove it (make distclean) and rerun" >&2; exit 1; }; \
+	else \
+	  command -v $(PYTHON311) >/dev/null 2>&1 || { \
+	    echo "error: $(PYTHON311) not found. This project needs Python 3.11 (the pins in requirements/lock.txt" >&2; \
+	    echo "       are tested only there). Install it (Debian: apt-get install python3.11 python3.11-venv;" >&2; \
+	    echo "       or pyenv install 3.11) or point to one: make PYTHON311=/path/to/python3.11" >&2; exit 1; }; \
+	  $(PYTHON311) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	    echo "error: $(PYTHON311) is $$($(PYTHON311) --version 2>&1), not Python 3.11" >&2; exit 1; }; \
+	  echo "venv: creating .venv with $$(command -v $(PYTHON311))"; \
+	  if ! $(PYTHON311) -m venv .venv; then \
+	    rm -rf .venv; \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "venv: installing python3.11-venv from Debian"; \
+	      apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11-venv; \
+	      $(PYTHON311) -m venv .venv; \
+	    else \
+	      echo "error: $(PYTHON311) -m venv failed; on Debian install python3.11-venv" >&2; exit 1; \
+	    fi; \
+	  fi; \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(PY) -m pip install --disable-pip-version-check -r requirements/lock.txt
+	$(PY) -m pip install --disable-pip-version-check --no-deps -e .
+	touch $@
+
+tex: ## LaTeX (latexmk, pdflatex) for the paper: installed from Debian when missing (as root), else says what to install
+	@if command -v latexmk >/dev/null 2>&1 && command -v pdflatex >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "tex: installing $(TEX_PACKAGES) from Debian"; \
+	  apt-get update; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(TEX_PACKAGES); \
+	else \
+	  echo "error: the paper needs latexmk and pdflatex, which are not on PATH. On Debian/Ubuntu install:" >&2; \
+	  echo "       sudo apt-get install --no-install-recommends $(TEX_PACKAGES)" >&2; exit 1; \
+	fi
+
+# ---------------------------------------------------------------------------------------------
+# Study stages: each writes chunks as they finish and resumes on rerun, so these rules are cheap
+# to redo; the final CSV is written (atomically) only when every chunk is done. A changed config
+# is refused with a message (rerun with STUDY_ARGS=--fresh to recompute that stage).
+
+check: venv ## validate CONFIG without computing anything
+	$(PY) -m study check --config $(CONFIG)
+
+sample: $(RAW)/bayes_counts.csv ## rejection sampler for P_B(f|S): results/e1_<profile>/raw/bayes_counts.csv
+
+train: $(RAW)/sgd_runs.csv ## SGD population for P_SGD(f|S): results/e1_<profile>/raw/sgd_runs.csv
+
+$(RAW)/bayes_counts.csv: $(CONFIG) $(STUDY_SRC) | $(VENV_STAMP)
+	$(PY) -m study sample --config $(CONFIG) $(STUDY_ARGS)
+
+$(RAW)/sgd_runs.csv: $(CONFIG) $(STUDY_SRC) | $(VENV_STAMP)
+	$(PY) -m study train --config $(CONFIG) $(STUDY_ARGS)
+
+# ---------------------------------------------------------------------------------------------
+# Analysis, figures, paper. macros.tex is written last by the analysis, so it stands for the tables.
+
+analysis: $(RESULTS)/macros.tex ## tables (results/e1_<profile>/tables/*.csv) and paper macros from the raw CSVs
+
+$(RESULTS)/macros.tex: $(RAW)/bayes_counts.csv $(RAW)/sgd_runs.csv $(CONFIG) $(ANALYSIS_SRC) | $(VENV_STAMP)
+	$(PY) -m analysis --config $(CONFIG)
+
+figures: $(FIGURE_PDFS) ## the three figures (pdf and png) in results/e1_<profile>/figures/, from the tables only
+
+$(RESULTS)/figures/%.pdf: figures/%.py $(RESULTS)/macros.tex $(FIGURE_LIB) | $(VENV_STAMP)
+	$(PY) $< --config $(CONFIG)
+
+paper: tex figures paper/main.pdf ## paper/main.pdf from results/e1_<profile> (figures and generated macros)
+
+# The only thing LaTeX learns from make: where the results are. Rewritten only when it changes.
+paper/profile.tex: FORCE
+	@printf '%% Generated by make (PROFILE=$(PROFILE)); do not edit.\n\\newcommand{\\resultsprofile}{$(PROFILE)}\n\\newcommand{\\resultsdir}{../$(RESULTS)}\n' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "wrote $@ (results from $(RESULTS))"; fi
+
+paper/main.pdf: $(PAPER_SRC) paper/profile.tex $(RESULTS)/macros.tex $(FIGURE_PDFS) | tex
+	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -file-line-error main.tex
+	touch $@
+
+FORCE:
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+test: venv ## run the test suite with pytest (PYTEST_ARGS="-k name" to select); under 15 min on a 2-core CPU
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv ## benchmark: prints speed ratios against baselines measured in the same run
+	$(PY) -m bench
+
+smoke: venv ## the smoke pipeline (sample, train, analysis, figures; no paper) on configs/e1_smoke.toml, in seconds
+	@$(MAKE) --no-print-directory PROFILE=smoke sample train analysis figures
+
+# ---------------------------------------------------------------------------------------------
+# Cleaning
+
+clean: ## remove results/ (every profile!) and the paper's build products; keeps .venv
+	rm -rf results paper/build
+	rm -f paper/profile.tex paper/profile.tex.tmp $(LATEX_JUNK)
+
+distclean: clean ## clean, and also remove .venv and Python caches
+	rm -rf .venv *.egg-info .pytest_cache .hypothesis .make
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
