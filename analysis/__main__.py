@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import tables
+from analysis import latex, tables
 from analysis.macros import macro_name, render
 from study.config import ConfigError, load
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
@@ -47,7 +47,8 @@ def build(cfg, results: Path) -> Path:
         atomic_write_csv(frame, out_dir / f"{name}.csv")
         write_sidecar(out_dir / f"{name}.csv", analysis_seconds=time.perf_counter() - start, **provenance)
 
-    macros = paper_macros(cfg, task, sampler, runs_sum, agreement, coverage)
+    atomic_write_text(results / cfg.name / "settings_table.tex", latex.settings_table(runs_sum, agreement))
+    macros = paper_macros(cfg, task, sampler, runs_sum, agreement, coverage) | latex.summary_macros(agreement)
     atomic_write_text(results / cfg.name / "macros.tex", render(macros))
     return out_dir
 

@@ -1,0 +1,150 @@
+"""make bench: throughput of the rejection sampler and the SGD population, each printed as a
+ratio against baselines measured in this same run on this machine (no stored numbers):
+  * dense matmul peak: jax sgemm (2048^3, float32), the denominator of every FLOP fraction;
+  * the plain sampler: vmap of stax init_fn (one key per network) + apply on all inputs;
+  * the plain SGD loop: one network at a time, a jit-compiled optax step in a Python loop,
+    stopping at 100% training accuracy (checked on the host after every step).
+Usage: python -m bench [--quick]   (--quick: smaller samples, for a fast look)
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from study import rejection, sgd
+from study.config import NetworkConfig, SGDConfig, SGDSetting
+from study.network import build_network
+from study.tasks import make_task
+
+TARGET = {"sampler_peak_fraction": 0.5, "sgd_peak_fraction": 0.25, "sgd_speedup_vs_loop": 50.0}
+
+
+def timed(fn, *args, repeat=3):
+    """Best wall time of fn(*args) over `repeat` calls after one warm-up call."""
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def sgemm_peak(n=2048) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    b = jax.random.normal(jax.random.key(1), (n, n))
+    return 2 * n**3 / timed(jax.jit(jnp.dot), a, b, repeat=5)
+
+
+def bench_sampler(peak, net, task, label, batch, n_batches, prng):
+    x = jnp.asarray(np.concatenate([task.x_train, task.x_test]))
+    flops = rejection.useful_flops_per_draw(net, task)
+    # Plain baseline: stax's own init_fn per network key, vmapped, then the forward pass.
+    def plain(key):
+        keys = jax.random.split(key, batch)
+        params = jax.vmap(lambda k: net.init_fn(k, (-1, net.n_in))[1])(keys)
+        out = jax.vmap(net.apply_fn, (0, None))(params, x)[..., 0]
+        return out > 0
+    t_plain = timed(jax.jit(plain), jax.random.key(0)) / batch
+    batch_fn = rejection.make_batch_fn(net, task, batch)
+    key = jax.random.key(0, impl=prng)
+    rejection.sample_chunk(batch_fn, key, 2, len(task.test_idx))
+    res = rejection.sample_chunk(batch_fn, jax.random.fold_in(key, 1), n_batches, len(task.test_idx))
+    t_ours = res["seconds"] / res["draws"]
+    # The cost of the prior's random numbers alone bounds what any exact iid sampler can reach.
+    rng = jax.jit(lambda k: net.sample_prior(k, batch))
+    t_rng = timed(rng, key) / batch
+    print(f"\n[rejection sampler] {label}: {net.n_params} parameters, {len(x)} inputs per draw, "
+          f"{flops / 1e3:.0f} kFLOP per draw, PRNG {prng}")
+    print(f"  plain vmap(init_fn)+apply : {1 / t_plain:12,.0f} draws/s   {flops / t_plain / peak:6.3f} of peak")
+    print(f"  study.rejection           : {1 / t_ours:12,.0f} draws/s   {flops / t_ours / peak:6.3f} of peak"
+          f"   (x{t_plain / t_ours:.2f} vs plain; target {TARGET['sampler_peak_fraction']} of peak)")
+    print(f"  prior draws alone (RNG)   : {1 / t_rng:12,.0f} draws/s   -> bound {flops / t_rng / peak:6.3f} of peak "
+          f"for any sampler that draws iid parameters")
+    return flops / t_ours / peak
+
+
+def one_at_a_time(net, task, setting, keys, max_steps):
+    """The straightforward baseline: one network, a jit-compiled optax step, a Python loop."""
+    opt = sgd.make_optimizer(setting)
+    ell = sgd.per_example_loss(setting.loss)
+    x_S = jnp.asarray(task.x_train)
+    y_S = jnp.asarray(np.where(task.y_train, 1.0, -1.0), jnp.float32)
+    m, B = len(y_S), setting.batch_size
+
+    @jax.jit
+    def step(theta, state, idx):
+        grads = jax.grad(lambda t: jnp.mean(ell(net.apply_flat(t, x_S[idx]), y_S[idx])))(theta)
+        updates, state = opt.update(grads, state, theta)
+        theta = optax.apply_updates(theta, updates)
+        return theta, state, jnp.all((net.apply_flat(theta, x_S) > 0) == (y_S > 0))
+
+    rng = np.random.default_rng(0)
+    steps_total = 0
+    for key in keys:
+        theta = net.sample_one(key)
+        state = opt.init(theta)
+        fitted = bool(jnp.all((net.apply_flat(theta, x_S) > 0) == (y_S > 0)))
+        steps = 0
+        while not fitted and steps < max_steps:
+            if steps % (m // B) == 0:
+                order = rng.permutation(m)
+            pos = steps % (m // B)
+            theta, state, fitted = step(theta, state, jnp.asarray(order[pos * B:(pos + 1) * B]))
+            fitted, steps = bool(fitted), steps + 1
+        steps_total += steps
+    return steps_total
+
+
+def bench_sgd(peak, net, task, setting, runs, loop_runs):
+    cfg = SGDConfig(pool=256, max_steps=10_000, check_every=4, settings=(setting,))
+    trainer = sgd.make_chunk_trainer(net, task, setting, cfg, runs)
+    key = jax.random.key(0)
+    jax.block_until_ready(trainer(key, 0))
+    t = time.perf_counter()
+    out = jax.device_get(trainer(key, runs))
+    t_pop = time.perf_counter() - t
+    keys = [jax.random.fold_in(jax.random.key(1), r) for r in range(loop_runs + 2)]
+    one_at_a_time(net, task, setting, keys[:2], 10_000)  # compile
+    t = time.perf_counter()
+    loop_steps = one_at_a_time(net, task, setting, keys[2:], 10_000)
+    t_loop = time.perf_counter() - t
+    fps = sgd.useful_flops_per_step(net, task, setting)
+    pop_rate, loop_rate = runs / t_pop, loop_runs / t_loop
+    print(f"\n[SGD population] m={len(task.train_idx)}, {setting.optimizer} lr={setting.lr}, batch {setting.batch_size}, "
+          f"loss {setting.loss}, pool 256; {fps / 1e3:.0f} kFLOP per step")
+    print(f"  one-at-a-time optax loop : {loop_rate:10,.1f} runs/s  (mean {loop_steps / loop_runs:.1f} steps, "
+          f"{fps * loop_steps / t_loop / peak:.4f} of peak)")
+    print(f"  study.sgd population     : {pop_rate:10,.1f} runs/s  (mean {out['steps'].mean():.1f} steps, "
+          f"{fps * out['steps'].sum() / t_pop / peak:.4f} of peak; target {TARGET['sgd_peak_fraction']})")
+    print(f"  speed-up                 : x{pop_rate / loop_rate:.1f} runs/s  (target x{TARGET['sgd_speedup_vs_loop']:.0f})")
+    return pop_rate / loop_rate
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    scale = 4 if args.quick else 1
+    print(f"devices: {jax.devices()}")
+    peak = sgemm_peak()
+    print(f"[peak] jax sgemm 2048^3 float32: {peak / 1e9:.1f} GFLOP/s")
+    net = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=0.0), 7)
+    quick_task = make_task(7, "majority", 10, 10, 0)
+    all_inputs = make_task(7, "majority", 32, 96, 0)
+    for prng in ("threefry2x32", "rbg"):
+        bench_sampler(peak, net, quick_task, "quick-profile task (m=10, |E|=10)", 8192, 64 // scale, prng)
+    bench_sampler(peak, net, all_inputs, "all 128 inputs (m=32, |E|=96)", 4096, 32 // scale, "rbg")
+    bench_sgd(peak, net, make_task(7, "majority", 32, 16, 0), SGDSetting("ref", "sgd", 0.1, 8, "ce"),
+              8192 // scale, 40 // scale)
+    bench_sgd(peak, net, quick_task, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale, 40 // scale)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
