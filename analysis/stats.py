@@ -8,6 +8,8 @@ import numpy as np
 from scipy import stats as sps
 
 STATISTICS = ("pearson_log", "spearman_log", "kl", "tv", "n_common")
+RANGES = {"pearson_log": (-1.0, 1.0), "spearman_log": (-1.0, 1.0), "kl": (0.0, np.inf), "tv": (0.0, 1.0),
+          "n_common": (0.0, np.inf)}
 
 
 def align(counts_a: dict[str, int], counts_b: dict[str, int]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -50,16 +52,27 @@ def all_statistics(a: np.ndarray, b: np.ndarray, threshold: int) -> dict[str, fl
 
 def bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], dict],
               n_boot: int, rng: np.random.Generator, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of each statistic when both samples are resampled with replacement
-    (a multinomial redraw of each count vector with its own total)."""
+    """Normal intervals t +- z * se of each statistic, se the bootstrap standard error when both
+    samples are resampled with replacement (a multinomial redraw of each count vector).
+
+    The plug-in statistics are biased at finite n (TV and KL upwards, correlations of noisy
+    log-probabilities downwards) and resampling adds that bias again, so percentile intervals
+    do not even contain the estimate. We use the bootstrap only for the spread; the bias is
+    handled by comparing against the Bayes-vs-Bayes noise floor at the same sample sizes."""
+    point = statistic(a, b)
     draws = [statistic(rng.multinomial(a.sum(), a / a.sum()), rng.multinomial(b.sum(), b / b.sum()))
              for _ in range(n_boot)]
-    lo, hi = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
     out = {}
     for name in draws[0]:
         values = np.array([d[name] for d in draws], float)
         values = values[np.isfinite(values)]
-        out[name] = (float(np.quantile(values, lo)), float(np.quantile(values, hi))) if len(values) else (np.nan, np.nan)
+        if len(values) < 2 or not np.isfinite(point[name]):
+            out[name] = (np.nan, np.nan)
+            continue
+        half = z * float(np.std(values, ddof=1))
+        low, high = np.clip([point[name] - half, point[name] + half], *RANGES.get(name, (-np.inf, np.inf)))
+        out[name] = (float(low), float(high))
     return out
 
 
