@@ -6,7 +6,7 @@ import pandas as pd
 
 from analysis.macros import fmt
 
-STATS = ("pearson_log", "tv", "kl")
+STATS = ("pearson_log", "slope_log", "tv", "kl")
 
 
 def _cell(row: pd.Series) -> str:
@@ -23,8 +23,8 @@ def _stat(agreement: pd.DataFrame, comparison: str, setting: str, statistic: str
 
 def settings_table(runs_sum: pd.DataFrame, agreement: pd.DataFrame) -> str:
     """One row per SGD setting (matched comparison against Bayes half B) and the noise floor."""
-    lines = [r"\begin{tabular}{llrrrrlll}", r"\toprule",
-             r"setting & opt. & $B$ & lr & runs & not fitted & $r_{\log}$ & TV & KL \\", r"\midrule"]
+    lines = [r"\begin{tabular}{llrrrrllll}", r"\toprule",
+             r"setting & opt./loss & $B$ & lr & runs & not fitted & $r_{\log}$ & slope & TV & KL \\", r"\midrule"]
     for r in runs_sum.itertuples():
         cells = [_cell(_stat(agreement, "sgd_vs_bayes_matched", r.setting, s)) for s in STATS]
         lines.append(rf"\texttt{{{fmt(r.setting)}}} & {r.optimizer}/{r.loss.upper()} & {r.batch_size} & {fmt(r.lr, 3)} & "
@@ -41,7 +41,7 @@ def summary_macros(agreement: pd.DataFrame) -> dict:
     out = {}
     matched = agreement[agreement["comparison"] == "sgd_vs_bayes_matched"]
     floor = agreement[agreement["comparison"] == "bayes_vs_bayes"].set_index("statistic")
-    for stat, name in [("pearson_log", "Pearson"), ("tv", "Tv"), ("kl", "Kl")]:
+    for stat, name in [("pearson_log", "Pearson"), ("slope_log", "Slope"), ("tv", "Tv"), ("kl", "Kl")]:
         vals = matched[matched["statistic"] == stat]
         out[f"Matched{name}Min"] = float(vals["value"].min())
         out[f"Matched{name}Max"] = float(vals["value"].max())
@@ -49,9 +49,16 @@ def summary_macros(agreement: pd.DataFrame) -> dict:
         out[f"Floor{name}"], out[f"Floor{name}Lo"], out[f"Floor{name}Hi"] = float(f["value"]), float(f["ci_low"]), float(f["ci_high"])
         if stat == "pearson_log":  # worse = lower correlation
             worse = (vals["ci_high"] < f["ci_low"]).sum()
+        elif stat == "slope_log":  # worse = further from the floor's slope, either side
+            worse = ((vals["ci_high"] < f["ci_low"]) | (vals["ci_low"] > f["ci_high"])).sum()
         else:  # worse = larger distance
             worse = (vals["ci_low"] > f["ci_high"]).sum()
         out[f"SettingsWorse{name}"] = int(worse)
+        if stat == "slope_log":
+            out["SettingsSteeperSlope"] = int((vals["ci_low"] > f["ci_high"]).sum())
+    tv = matched[matched["statistic"] == "tv"].sort_values("value")
+    out["ClosestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[0]) + "}"
+    out["FarthestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[-1]) + "}"
     full = agreement[(agreement["comparison"] == "sgd_vs_bayes") & (agreement["statistic"] == "pearson_log")]
     out["FullPearsonMin"], out["FullPearsonMax"] = float(full["value"].min()), float(full["value"].max())
     return out

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats as sps
 
-STATISTICS = ("pearson_log", "spearman_log", "kl", "tv", "n_common")
+STATISTICS = ("pearson_log", "spearman_log", "slope_log", "kl", "tv", "n_common")
 RANGES = {"pearson_log": (-1.0, 1.0), "spearman_log": (-1.0, 1.0), "kl": (0.0, np.inf), "tv": (0.0, 1.0),
           "n_common": (0.0, np.inf)}
 
@@ -18,17 +18,21 @@ def align(counts_a: dict[str, int], counts_b: dict[str, int]) -> tuple[list[str]
     return keys, np.array([counts_a.get(k, 0) for k in keys]), np.array([counts_b.get(k, 0) for k in keys])
 
 
-def log_correlations(a: np.ndarray, b: np.ndarray, threshold: int) -> tuple[float, float, int]:
-    """Pearson and Spearman correlation of log-probabilities over functions with at least
-    `threshold` counts in both samples; NaN when fewer than 3 such functions."""
+def log_correlations(a: np.ndarray, b: np.ndarray, threshold: int) -> tuple[float, float, float, int]:
+    """Over functions with at least `threshold` counts in both samples: Pearson and Spearman
+    correlation of log-probabilities, and the least-squares slope of log P_a on log P_b (1 when
+    a and b agree; above 1 when a concentrates more on b's most probable functions). NaN when
+    fewer than 3 such functions."""
     keep = (a >= threshold) & (b >= threshold)
     n = int(keep.sum())
+    nan = float("nan")
     if n < 3:
-        return float("nan"), float("nan"), n
+        return nan, nan, nan, n
     la, lb = np.log(a[keep] / a.sum()), np.log(b[keep] / b.sum())
     if np.ptp(la) == 0 or np.ptp(lb) == 0:
-        return float("nan"), float("nan"), n
-    return float(sps.pearsonr(la, lb)[0]), float(sps.spearmanr(la, lb)[0]), n
+        return nan, nan, nan, n
+    slope = float(np.polyfit(lb, la, 1)[0])
+    return float(sps.pearsonr(la, lb)[0]), float(sps.spearmanr(la, lb)[0]), slope, n
 
 
 def kl_divergence(a: np.ndarray, b: np.ndarray, pseudo: float = 0.5) -> float:
@@ -45,8 +49,8 @@ def total_variation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def all_statistics(a: np.ndarray, b: np.ndarray, threshold: int) -> dict[str, float]:
-    pearson, spearman, n = log_correlations(a, b, threshold)
-    return {"pearson_log": pearson, "spearman_log": spearman, "kl": kl_divergence(a, b),
+    pearson, spearman, slope, n = log_correlations(a, b, threshold)
+    return {"pearson_log": pearson, "spearman_log": spearman, "slope_log": slope, "kl": kl_divergence(a, b),
             "tv": total_variation(a, b), "n_common": float(n)}
 
 
