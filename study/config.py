@@ -31,15 +31,15 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    widths: tuple[int, ...] = (40, 40)
+    widths: tuple[int, ...] = (40, 40)  # hidden layers; [] is a perceptron
     sigma_w: float = 1.0
     sigma_b: float = 0.0  # 0 means no bias parameters at all, in both arms
 
 
 @dataclass(frozen=True)
 class RejectionConfig:
-    draws: int = 1_000_000
-    chunk_draws: int = 250_000
+    draws: int = 2**20
+    chunk_draws: int = 2**18
     batch: int = 4096
     prng: str = "threefry2x32"
 
@@ -164,7 +164,6 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"task.target: {t.target!r} is not a hex number") from None
     else:
         _check(t.target in TARGETS, "task.target", f"unknown target {t.target!r}; known: {sorted(TARGETS)} or 0x<hex>")
-    _check(len(net.widths) >= 1, "network.widths", "needs at least one hidden layer")
     for i, w in enumerate(net.widths):
         _check(w >= 1, f"network.widths[{i}]", f"must be a positive width, got {w}")
     _check(net.sigma_w > 0, "network.sigma_w", f"must be > 0, got {net.sigma_w}")

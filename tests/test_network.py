@@ -1,0 +1,53 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from study.config import NetworkConfig
+from study.network import build_network
+from study.tasks import boolean_inputs
+
+
+def relu_expectation(k11, k22, k12):
+    """E[relu(u) relu(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]) (arc-cosine kernel, degree 1)."""
+    norm = np.sqrt(k11 * k22)
+    t = np.arccos(np.clip(k12 / norm, -1, 1))
+    return norm / (2 * np.pi) * (np.sin(t) + (np.pi - t) * np.cos(t))
+
+
+def test_nngp_kernel_matches_arccosine_recursion():
+    sigma_w = 1.3
+    net = build_network(NetworkConfig(widths=(64, 64), sigma_w=sigma_w, sigma_b=0.0), 5)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    k = sigma_w**2 * x @ x.T / 5  # first-layer pre-activation covariance
+    for _ in range(2):  # two hidden ReLU layers, each followed by a fan-in normalised Dense layer
+        d = np.diag(k)
+        k = sigma_w**2 * relu_expectation(d[:, None], d[None, :], k)
+    nngp = np.asarray(net.kernel_fn(jnp.asarray(x), None, "nngp"))
+    np.testing.assert_allclose(nngp, k, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma_b", [0.0, 0.7])
+def test_prior_matches_stax_init(sigma_b):
+    net = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.5, sigma_b=sigma_b), 7)
+    n_weights = 7 * 40 + 40 * 40 + 40
+    assert net.n_params == n_weights + (81 if sigma_b > 0 else 0)
+    assert net.macs_per_input == n_weights
+    theta = net.sample_prior(jax.random.key(0), 4000)
+    ours = jax.tree.leaves(jax.vmap(net.unravel)(theta))
+    stax = jax.tree.leaves(jax.vmap(lambda k: net.init_fn(k, (-1, 7))[1])(jax.random.split(jax.random.key(1), 4000)))
+    assert len(ours) == len(stax)
+    for a, b in zip(ours, stax):
+        assert a.shape == b.shape
+        expected = sigma_b if a.shape[1] == 1 else 1.5 / np.sqrt(a.shape[1])  # biases have shape (P, 1, width)
+        np.testing.assert_allclose(np.std(np.asarray(a)), expected, rtol=0.03)
+        np.testing.assert_allclose(np.std(np.asarray(b)), expected, rtol=0.03)
+
+
+def test_population_forward_equals_stax_apply(net7):
+    theta = net7.sample_prior(jax.random.key(2), 5)
+    x = jnp.asarray(boolean_inputs(7))
+    batch = net7.apply_population(theta, x)
+    for p in range(5):
+        single = net7.apply_fn(net7.unravel(theta[p]), x)[:, 0]
+        np.testing.assert_allclose(batch[p], single, rtol=1e-5, atol=1e-6)

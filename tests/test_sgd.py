@@ -1,0 +1,77 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from study import sgd
+from study.config import NetworkConfig, SGDConfig, SGDSetting
+from study.encoding import words_to_hex, bits_to_hex
+from study.network import build_network
+from study.tasks import make_task
+
+TASK = make_task(7, "majority", 10, 10, 0)
+NET = build_network(NetworkConfig(widths=(16, 16)), 7)
+
+
+def train(setting, runs, pool, first=0, max_steps=2000, check_every=4, task=TASK, net=NET):
+    cfg = SGDConfig(runs=runs, chunk_runs=runs, pool=pool, max_steps=max_steps, check_every=check_every,
+                    settings=(setting,))
+    return jax.device_get(sgd.make_chunk_trainer(net, task, setting, cfg, runs)(jax.random.key(3), first))
+
+
+def reference_run(setting, run_id, max_steps=2000, task=TASK, net=NET):
+    """One network at a time, in plain Python, with the key scheme documented in study/sgd.py."""
+    run_key = jax.random.fold_in(jax.random.key(3), run_id)
+    theta = net.sample_one(jax.random.fold_in(run_key, sgd.INIT_STREAM))
+    opt, ell = sgd.make_optimizer(setting), sgd.per_example_loss(setting.loss)
+    state = opt.init(theta)
+    x, y = jnp.asarray(task.x_train), jnp.where(jnp.asarray(task.y_train), 1.0, -1.0)
+    m, B = len(y), setting.batch_size
+    fits = lambda t: bool(jnp.all((net.apply_flat(t, x) > 0) == (y > 0)))
+    step = 0
+    while not fits(theta) and step < max_steps:
+        epoch, pos = divmod(step, m // B)
+        order = (jnp.arange(m) if B == m else
+                 jax.random.permutation(jax.random.fold_in(jax.random.fold_in(run_key, sgd.BATCH_STREAM), epoch), m))
+        idx = order[pos * B:(pos + 1) * B]
+        grads = jax.grad(lambda t: jnp.mean(ell(net.apply_flat(t, x[idx]), y[idx])))(theta)
+        updates, state = opt.update(grads, state, theta)
+        theta = optax.apply_updates(theta, updates)
+        step += 1
+    out_E = net.apply_flat(theta, jnp.asarray(task.x_test))
+    return step, fits(theta), bits_to_hex(np.asarray(out_E) > 0)
+
+
+@pytest.mark.parametrize("setting", [SGDSetting("s", "sgd", 0.1, 2, "ce"), SGDSetting("a", "adam", 0.01, 5, "mse"),
+                                     SGDSetting("f", "sgd", 0.1, 10, "ce")], ids=lambda s: s.optimizer + str(s.batch_size))
+def test_population_matches_one_at_a_time_reference(setting):
+    out = train(setting, runs=24, pool=8)
+    functions = words_to_hex(out["words"], 10)
+    for r in (0, 5, 23):
+        steps, fitted, function = reference_run(setting, r)
+        assert (int(out["steps"][r]), bool(out["fitted"][r])) == (steps, fitted)
+        assert functions[r] == function
+
+
+def test_fits_and_records_every_run():
+    out = train(SGDSetting("s", "sgd", 0.1, 2, "ce"), runs=64, pool=16)
+    assert out["fitted"].all() and len(out["steps"]) == 64
+    assert (out["steps"] >= 0).all() and (out["loss"] > 0).all()
+
+
+def test_runs_that_cannot_fit_are_recorded_not_dropped():
+    hard = make_task(7, "parity", 32, 16, 0)
+    out = train(SGDSetting("s", "sgd", 1e-6, 8, "ce"), runs=16, pool=4, max_steps=3, task=hard)
+    assert len(out["fitted"]) == 16 and not out["fitted"].any()
+    assert (out["steps"] == 3).all()
+
+
+def test_run_results_do_not_depend_on_pool_chunk_or_round_length():
+    setting = SGDSetting("s", "sgd", 0.1, 2, "ce")
+    a = train(setting, runs=32, pool=32)
+    b = train(setting, runs=32, pool=5, check_every=9)
+    c = train(setting, runs=16, pool=8, first=16)
+    for k in ("steps", "fitted", "words"):
+        np.testing.assert_array_equal(a[k], b[k])
+        np.testing.assert_array_equal(a[k][16:], c[k])
