@@ -1,0 +1,116 @@
+"""End to end on the smoke profile: stages, analysis and figures; determinism; resuming after a
+kill; refusing results made by another config."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.__main__ import main as analysis_main
+from study import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "e1_smoke.toml"
+FIGURES = ("fig_scatter", "fig_rankfreq", "fig_agreement")
+
+
+def write_config(path: Path, **sections) -> Path:
+    raw = tomllib.loads(SMOKE.read_text())
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
+    lines = [f'name = "{raw.pop("name")}"', f'seed = {raw.pop("seed")}']
+    for section, values in raw.items():
+        settings = values.pop("settings", [])
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v!r}".replace("'", '"') for k, v in values.items()]
+        for s in settings:
+            lines.append(f"[[{section}.settings]]")
+            lines += [f"{k} = {v!r}".replace("'", '"') for k, v in s.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_stages(config: Path, results: Path) -> None:
+    for stage in ("sample", "train"):
+        assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    results = tmp_path_factory.mktemp("smoke")
+    run_stages(SMOKE, results)
+    assert analysis_main(["--config", str(SMOKE), "--results", str(results)]) == 0
+    for name in FIGURES:
+        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(SMOKE),
+                        "--results", str(results)], check=True, capture_output=True)
+    return results / "e1_smoke"
+
+
+def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
+    raw = pd.read_csv(smoke / "raw" / "sgd_runs.csv", dtype={"function": str})
+    assert {"run_id", "steps", "fitted", "final_loss", "function", "setting", "config_hash", "seed"} <= set(raw.columns)
+    assert len(raw) == 2 * 512 and raw.groupby("setting")["run_id"].nunique().eq(512).all()
+    counts = pd.read_csv(smoke / "raw" / "bayes_counts.csv", dtype={"function": str})
+    chunks = pd.read_csv(smoke / "raw" / "rejection_chunks.csv")
+    assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
+    for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage"):
+        frame = pd.read_csv(smoke / "tables" / f"{table}.csv")
+        assert len(frame) and "seed" in frame and (smoke / "tables" / f"{table}.json").exists()
+    joint = pd.read_csv(smoke / "tables" / "joint.csv", dtype={"function": str})
+    for _, g in joint.groupby("setting"):
+        assert abs(g["p_sgd"].sum() - 1) < 1e-9 and abs(g["p_bayes"].sum() - 1) < 1e-9
+    agreement = pd.read_csv(smoke / "tables" / "agreement.csv")
+    assert set(agreement["comparison"]) == {"sgd_vs_bayes", "sgd_vs_bayes_matched", "bayes_vs_bayes"}
+    for name in FIGURES:
+        assert (smoke / "figures" / f"{name}.pdf").stat().st_size > 1000
+        assert (smoke / "figures" / f"{name}.png").stat().st_size > 1000
+    macros = (smoke / "macros.tex").read_text()
+    assert r"\newcommand{\RejDraws}" in macros and "nan" not in macros.lower()
+
+
+def test_same_config_and_seed_give_identical_csvs(smoke, tmp_path):
+    run_stages(SMOKE, tmp_path)
+    for name in ("bayes_counts.csv", "sgd_runs.csv"):
+        assert (tmp_path / "e1_smoke" / "raw" / name).read_bytes() == (smoke / "raw" / name).read_bytes()
+
+
+def kill_after_first_chunk(stage: str, config: Path, results: Path, chunk_dir: Path) -> int:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "study", stage, "--config", str(config), "--results", str(results),
+                             "--no-progress"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list(chunk_dir.glob("chunk_*.json")):
+        assert proc.poll() is None and time.time() < deadline, "stage ended before writing a chunk"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(list(chunk_dir.glob("chunk_*.json")))
+
+
+@pytest.mark.parametrize("stage, sections, chunk_sub, n_chunks, table", [
+    ("sample", {"rejection": {"draws": 16 * 8192, "chunk_draws": 8192, "batch": 4096}}, "rejection", 16,
+     "bayes_counts.csv"),
+    ("train", {"sgd": {"runs": 12 * 64, "chunk_runs": 64, "pool": 32}}, "sgd/sgd_b2_ce", 12, "sgd_runs.csv"),
+])
+def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path, stage, sections, chunk_sub, n_chunks, table):
+    config = write_config(tmp_path / "resume.toml", name="resume", **sections)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    done = kill_after_first_chunk(stage, config, killed, killed / "resume" / "raw" / chunk_sub)
+    assert 1 <= done < n_chunks, "the kill came too late to test resuming"
+    assert not (killed / "resume" / "raw" / table).exists()  # no final table from a partial stage
+    assert cli.main([stage, "--config", str(config), "--results", str(killed), "--no-progress"]) == 0
+    assert cli.main([stage, "--config", str(config), "--results", str(clean), "--no-progress"]) == 0
+    assert (killed / "resume" / "raw" / table).read_bytes() == (clean / "resume" / "raw" / table).read_bytes()
+
+
+def test_results_from_another_config_are_refused(smoke, tmp_path, capsys):
+    before = (smoke / "raw" / "bayes_counts.csv").read_bytes()
+    changed = write_config(tmp_path / "changed.toml", seed=1)
+    assert cli.main(["sample", "--config", str(changed), "--results", str(smoke.parent), "--no-progress"]) == 2
+    assert "config hash" in capsys.readouterr().err
+    assert (smoke / "raw" / "bayes_counts.csv").read_bytes() == before
