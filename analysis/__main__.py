@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis import latex, tables
 from analysis.macros import macro_name, render
-from study.config import ConfigError, load
+from study.cli import load_or_report
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.tasks import make_task
 
@@ -91,10 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
-    try:
-        cfg = load(args.config)
-    except ConfigError as err:
-        print(f"error: bad config {args.config}: {err}", file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return 2
     try:
         out = build(cfg, Path(args.results))

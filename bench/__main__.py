@@ -138,8 +138,8 @@ def main(argv=None) -> int:
     quick_task = make_task(7, "majority", 10, 10, 0)
     all_inputs = make_task(7, "majority", 32, 96, 0)
     for prng in ("threefry2x32", "rbg"):
-        bench_sampler(peak, net, quick_task, "quick-profile task (m=10, |E|=10)", 8192, 64 // scale, prng)
-    bench_sampler(peak, net, all_inputs, "all 128 inputs (m=32, |E|=96)", 4096, 32 // scale, "rbg")
+        bench_sampler(peak, net, quick_task, "quick-profile task (m=10, |E|=10)", 1024, 512 // scale, prng)
+    bench_sampler(peak, net, all_inputs, "all 128 inputs (m=32, |E|=96)", 1024, 256 // scale, "rbg")
     bench_sgd(peak, net, make_task(7, "majority", 32, 16, 0), SGDSetting("ref", "sgd", 0.1, 8, "ce"),
               8192 // scale, 40 // scale)
     bench_sgd(peak, net, quick_task, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale, 40 // scale)

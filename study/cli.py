@@ -12,6 +12,15 @@ from study.store import StaleResultsError
 STAGES = ("check", "sample", "train")
 
 
+def load_or_report(path: str):
+    """The validated config at `path`, or None after printing why it cannot be used."""
+    try:
+        return load(path)
+    except ConfigError as err:
+        print(f"error: bad config {path}: {err}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     parser.add_argument("stage", choices=STAGES, help="check: validate the config; sample: rejection sampler "
@@ -21,10 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete this stage's earlier raw results first")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
-    try:
-        cfg = load(args.config)
-    except ConfigError as err:
-        print(f"error: bad config {args.config}: {err}", file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return 2
     if args.stage == "check":
         print(f"{args.config}: ok ({cfg.name}, seed {cfg.seed})")

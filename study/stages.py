@@ -35,7 +35,7 @@ def run_rejection(cfg: ExperimentConfig, results: Path, progress: bool = True) -
     rc = cfg.rejection
     config_hash = cfg.stage_hash("rejection")
     directory = raw_dir(cfg, results) / "rejection"
-    claim_directory(directory, config_hash, "rejection-sampler chunks")
+    claim_directory(directory, "rejection", config_hash, "rejection-sampler chunks")
     key = jax.random.fold_in(jax.random.key(cfg.seed, impl=rc.prng), REJECTION_STREAM)
     batch_fn = rejection.make_batch_fn(net, task, rc.batch)
     n_batches = rc.chunk_draws // rc.batch
@@ -71,7 +71,7 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
     for setting in sc.settings:
         config_hash = cfg.stage_hash("sgd", setting)
         directory = raw_dir(cfg, results) / "sgd" / setting.name
-        claim_directory(directory, config_hash, f"SGD chunks for setting {setting.name}")
+        claim_directory(directory, "sgd", config_hash, f"SGD chunks for setting {setting.name}")
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), SGD_STREAM),
                                  zlib.crc32(setting.name.encode()))
         trainer = sgd.make_chunk_trainer(net, task, setting, sc, sc.chunk_runs)

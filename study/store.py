@@ -7,6 +7,7 @@ same tables. A manifest records the config hash; a directory made by another con
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -21,6 +22,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 PACKAGES = ("jax", "jaxlib", "neural-tangents", "numpyro", "blackjax", "optax", "numpy", "scipy", "pandas", "seaborn")
+
+
+# The modules whose code decides each stage's raw results.
+SHARED_MODULES = ("config.py", "tasks.py", "encoding.py", "network.py", "stages.py")
+STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",)}
 
 
 class StaleResultsError(RuntimeError):
@@ -75,18 +81,30 @@ def write_sidecar(table_path: Path, **extra) -> None:
     atomic_write_json(provenance(**extra), Path(table_path).with_suffix(".json"))
 
 
-def claim_directory(directory: Path, config_hash: str, description: str) -> None:
-    """Create `directory` for a stage with this config hash, or check that it already belongs to it."""
+def code_hash(stage: str) -> str:
+    """Hash of the modules whose code decides a stage's raw results, so that chunks computed by
+    other code are never silently mixed with new ones on resume."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in STAGE_MODULES[stage]:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def claim_directory(directory: Path, stage: str, config_hash: str, description: str) -> None:
+    """Create `directory` for a stage with this config and code, or check that it belongs to them."""
     directory.mkdir(parents=True, exist_ok=True)
     manifest = directory / "manifest.json"
+    ours = {"config_hash": config_hash, "code_hash": code_hash(stage)}
     if manifest.exists():
-        found = json.loads(manifest.read_text()).get("config_hash")
-        if found != config_hash:
-            raise StaleResultsError(
-                f"{directory} holds {description} made with config hash {found}, not {config_hash}; "
-                f"delete it (or run with --fresh) to recompute")
+        found = json.loads(manifest.read_text())
+        for key, what in (("config_hash", "config"), ("code_hash", "code (study/" + ", study/".join(STAGE_MODULES[stage]) + ")")):
+            if found.get(key) != ours[key]:
+                raise StaleResultsError(
+                    f"{directory} holds {description} made with a different {what}: {key} {found.get(key)}, "
+                    f"now {ours[key]}; run with --fresh (make ... STUDY_ARGS=--fresh) to recompute")
     else:
-        atomic_write_json({"config_hash": config_hash, "description": description}, manifest)
+        atomic_write_json({**ours, "description": description}, manifest)
 
 
 def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd.DataFrame, dict]],

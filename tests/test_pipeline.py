@@ -112,5 +112,13 @@ def test_results_from_another_config_are_refused(smoke, tmp_path, capsys):
     before = (smoke / "raw" / "bayes_counts.csv").read_bytes()
     changed = write_config(tmp_path / "changed.toml", seed=1)
     assert cli.main(["sample", "--config", str(changed), "--results", str(smoke.parent), "--no-progress"]) == 2
-    assert "config hash" in capsys.readouterr().err
+    assert "different config" in capsys.readouterr().err
     assert (smoke / "raw" / "bayes_counts.csv").read_bytes() == before
+
+
+def test_results_from_other_code_are_refused(smoke, monkeypatch, capsys):
+    import study.store
+
+    monkeypatch.setattr(study.store, "code_hash", lambda stage: "0" * 12)
+    assert cli.main(["train", "--config", str(SMOKE), "--results", str(smoke.parent), "--no-progress"]) == 2
+    assert "different code" in capsys.readouterr().err
