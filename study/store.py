@@ -29,6 +29,10 @@ SHARED_MODULES = ("config.py", "tasks.py", "encoding.py", "network.py", "stages.
 STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",)}
 
 
+UMASK = os.umask(0)
+os.umask(UMASK)
+
+
 class StaleResultsError(RuntimeError):
     """Results on disk were made by a different configuration."""
 
@@ -40,6 +44,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes the file private; results are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
