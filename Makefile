@@ -1,11 +1,12 @@
 # Reproduce the study. `make all` (the default) and `make test` are the two commands;
 # `make help` lists every target with one line each (the `## ` comment after its name).
 #
-# Data flow (each arrow a file rule, so make redoes only what is out of date):
-#   configs/e1_$(PROFILE).toml -> results/e1_$(PROFILE)/raw/*.csv      (python -m study sample|train)
-#     -> results/e1_$(PROFILE)/tables/*.csv + macros.tex                 (python -m analysis)
-#     -> results/e1_$(PROFILE)/figures/fig_*.pdf|png                     (figures/fig_*.py)
-#     -> paper/main.pdf                                                  (latexmk in paper/)
+# Data flow, for each experiment E in $(EXPERIMENTS) (each arrow a file rule, so make redoes only
+# what is out of date):
+#   configs/E_$(PROFILE).toml -> results/E_$(PROFILE)/raw/*.csv         (python -m study run)
+#     -> results/E_$(PROFILE)/tables/*.csv + macros.tex                  (python -m analysis)
+#     -> results/E_$(PROFILE)/figures/fig_*.pdf|png                      (figures/fig_*.py)
+#   -> paper/main.pdf                                                    (latexmk in paper/)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,9 +15,11 @@ SHELL := /bin/bash
 MAKEFLAGS += --no-builtin-rules
 
 PROFILE ?= quick
-CONFIG = configs/e1_$(PROFILE).toml
-RESULTS = results/e1_$(PROFILE)
-RAW = $(RESULTS)/raw
+# E1: Boolean headline with the three P_B estimators cross-checked (E2) on its task;
+# E2: a larger training set, where rejection is infeasible (SGD against MCMC and NNGP-EP).
+EXPERIMENTS ?= e1 e2
+NAMES = $(EXPERIMENTS:%=%_$(PROFILE))
+CONFIGS = $(NAMES:%=configs/%.toml)
 PY = .venv/bin/python
 
 PYTHON311 ?= python3.11
@@ -27,8 +30,9 @@ PYTEST_ARGS ?=
 STUDY_ARGS ?= $(if $(CI),--no-progress)
 TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
-FIGURES = fig_scatter fig_rankfreq fig_agreement
-FIGURE_PDFS = $(FIGURES:%=$(RESULTS)/figures/%.pdf)
+FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators
+FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf))
+MACROS = $(NAMES:%=results/%/macros.tex)
 FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py),$(wildcard figures/*.py))
 STUDY_SRC = $(wildcard study/*.py)
 ANALYSIS_SRC = $(wildcard analysis/*.py)
@@ -42,18 +46,19 @@ export MPLBACKEND = Agg
 
 START_TIME := $(shell date +%s)
 
-.PHONY: all help venv tex check sample train analysis figures paper test bench smoke clean distclean FORCE
+.PHONY: all help venv tex check study sample train mcmc nngp analysis figures paper test bench smoke clean distclean FORCE
 
-all: venv tex sample train analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
+all: venv tex study analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
 	@s=$$(( $$(date +%s) - $(START_TIME) )); \
 	printf 'make all (PROFILE=%s): done in %dh %02dm %02ds wall time\n' $(PROFILE) $$((s / 3600)) $$((s % 3600 / 60)) $$((s % 60))
 
 help: ## list the targets with one line each
 	@echo 'Usage: make [target] [PROFILE=smoke|quick|full]   (default target: all; PROFILE=$(PROFILE))'
 	@echo
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-22s %s\n", $$1, $$2}'
 	@echo
-	@echo 'Variables: PROFILE (config configs/e1_$$PROFILE.toml), PYTEST_ARGS (extra pytest flags),'
+	@echo 'Variables: PROFILE (configs configs/<experiment>_$$PROFILE.toml), EXPERIMENTS (default: $(EXPERIMENTS)),'
+	@echo '           PYTEST_ARGS (extra pytest flags),'
 	@echo '           STUDY_ARGS (extra flags for python -m study, e.g. --fresh), PYTHON311 (interpreter for .venv)'
 
 # ---------------------------------------------------------------------------------------------
@@ -102,43 +107,47 @@ tex: ## LaTeX (latexmk, pdflatex) for the paper: installed from Debian when miss
 
 # ---------------------------------------------------------------------------------------------
 # Study stages: each writes chunks as they finish and resumes on rerun, so these rules are cheap
-# to redo; the final CSV is written (atomically) only when every chunk is done. A changed config
-# is refused with a message (rerun with STUDY_ARGS=--fresh to recompute that stage).
+# to redo; a stage's final CSV is written (atomically) only when every chunk is done, and
+# raw/stages.json only when every stage of the config is. A changed config or study code is
+# refused with a message (rerun with STUDY_ARGS=--fresh to recompute).
 
-check: venv ## validate CONFIG without computing anything
-	$(PY) -m study check --config $(CONFIG)
+check: venv ## validate every experiment's config without computing anything
+	@for c in $(CONFIGS); do $(PY) -m study check --config $$c; done
 
-sample: $(RAW)/bayes_counts.csv ## rejection sampler for P_B(f|S): results/e1_<profile>/raw/bayes_counts.csv
+study: $(NAMES:%=results/%/raw/stages.json) ## every stage of every experiment: results/<experiment>_<profile>/raw/*.csv
 
-train: $(RAW)/sgd_runs.csv ## SGD population for P_SGD(f|S): results/e1_<profile>/raw/sgd_runs.csv
+sample train mcmc nngp: venv ## one stage (rejection | SGD | parameter-space MCMC | NNGP) of every experiment that has it
+	@for c in $(CONFIGS); do \
+	  if $(PY) -c 'import sys; from study.config import load; s = {"sample": "rejection", "train": "sgd"}.get(sys.argv[2], sys.argv[2]); sys.exit(getattr(load(sys.argv[1]), s) is None)' $$c $@; then \
+	    $(PY) -m study $@ --config $$c $(STUDY_ARGS); fi; done
 
-$(RAW)/bayes_counts.csv: $(CONFIG) $(STUDY_SRC) | $(VENV_STAMP)
-	$(PY) -m study sample --config $(CONFIG) $(STUDY_ARGS)
-
-$(RAW)/sgd_runs.csv: $(CONFIG) $(STUDY_SRC) | $(VENV_STAMP)
-	$(PY) -m study train --config $(CONFIG) $(STUDY_ARGS)
+results/%/raw/stages.json: configs/%.toml $(STUDY_SRC) | $(VENV_STAMP)
+	$(PY) -m study run --config $< $(STUDY_ARGS)
 
 # ---------------------------------------------------------------------------------------------
 # Analysis, figures, paper. macros.tex is written last by the analysis, so it stands for the tables.
 
-analysis: $(RESULTS)/macros.tex ## tables (results/e1_<profile>/tables/*.csv) and paper macros from the raw CSVs
+analysis: $(MACROS) ## tables (results/<experiment>_<profile>/tables/*.csv) and paper macros from the raw CSVs
 
-$(RESULTS)/macros.tex: $(RAW)/bayes_counts.csv $(RAW)/sgd_runs.csv $(CONFIG) $(ANALYSIS_SRC) | $(VENV_STAMP)
-	$(PY) -m analysis --config $(CONFIG)
+results/%/macros.tex: results/%/raw/stages.json configs/%.toml $(ANALYSIS_SRC) | $(VENV_STAMP)
+	$(PY) -m analysis --config configs/$*.toml
 
-figures: $(FIGURE_PDFS) ## the three figures (pdf and png) in results/e1_<profile>/figures/, from the tables only
+figures: $(FIGURE_PDFS) ## every figure (pdf and png) in results/<experiment>_<profile>/figures/, from the tables only
 
-$(RESULTS)/figures/%.pdf: figures/%.py $(RESULTS)/macros.tex $(FIGURE_LIB) | $(VENV_STAMP)
-	$(PY) $< --config $(CONFIG)
+define FIGURE_RULE
+results/$(1)/figures/%.pdf: figures/%.py results/$(1)/macros.tex $$(FIGURE_LIB) | $$(VENV_STAMP)
+	$$(PY) $$< --config configs/$(1).toml
+endef
+$(foreach n,$(NAMES),$(eval $(call FIGURE_RULE,$(n))))
 
-paper: tex figures paper/main.pdf ## paper/main.pdf from results/e1_<profile> (figures and generated macros)
+paper: tex figures paper/main.pdf ## paper/main.pdf from results/*_<profile> (figures and generated macros)
 
-# The only thing LaTeX learns from make: where the results are. Rewritten only when it changes.
+# The only thing LaTeX learns from make: which profile's results to read. Rewritten only when it changes.
 paper/profile.tex: FORCE
-	@printf '%% Generated by make (PROFILE=$(PROFILE)); do not edit.\n\\newcommand{\\resultsprofile}{$(PROFILE)}\n\\newcommand{\\resultsdir}{../$(RESULTS)}\n' > $@.tmp
-	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "wrote $@ (results from $(RESULTS))"; fi
+	@printf '%% Generated by make (PROFILE=$(PROFILE)); do not edit.\n\\newcommand{\\resultsprofile}{$(PROFILE)}\n' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "wrote $@ (results from results/*_$(PROFILE))"; fi
 
-paper/main.pdf: $(PAPER_SRC) paper/profile.tex $(RESULTS)/macros.tex $(FIGURE_PDFS) | tex
+paper/main.pdf: $(PAPER_SRC) paper/profile.tex $(MACROS) $(FIGURE_PDFS) | tex
 	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error -file-line-error main.tex
 	touch $@
 
@@ -153,8 +162,8 @@ test: venv ## run the test suite with pytest (PYTEST_ARGS="-k name" to select); 
 bench: venv ## benchmark: prints speed ratios against baselines measured in the same run
 	$(PY) -m bench
 
-smoke: venv ## the smoke pipeline (sample, train, analysis, figures; no paper) on configs/e1_smoke.toml, in seconds
-	@$(MAKE) --no-print-directory PROFILE=smoke sample train analysis figures
+smoke: venv ## the smoke pipeline (every stage, analysis, figures; no paper) on configs/*_smoke.toml, in seconds
+	@$(MAKE) --no-print-directory PROFILE=smoke study analysis figures
 
 # ---------------------------------------------------------------------------------------------
 # Cleaning

@@ -19,51 +19,91 @@ def build(cfg, results: Path) -> Path:
     start = time.perf_counter()
     raw_dir = results / cfg.name / "raw"
     out_dir = results / cfg.name / "tables"
-    raw = tables.read_raw(raw_dir)
+    raw = tables.read_raw(raw_dir, cfg)
     t = cfg.task
     task = make_task(t.n, t.target, t.m, t.n_test, cfg.seed)
-    runs, bayes_raw = raw["runs"], raw["bayes"]
+    runs, estimators = raw["runs"], raw["estimators"]
+    ep = ep_complete = None
+    if "nngp_ep" in raw:
+        ep = dict(zip(raw["nngp_ep"]["function"], raw["nngp_ep"]["log_p"]))
+        ep_complete = bool(raw["nngp_summary"]["ep_enumerated"].iat[0])
 
-    bayes = tables.bayes_counts(bayes_raw)
-    functions = [tables.function_table(bayes, tables.BAYES, task)]
+    bayes = tables.bayes_counts(estimators[cfg.reference])
+    functions = [tables.function_table(tables.bayes_counts(r), name, task) for name, r in estimators.items()]
     joints = []
     for setting, group in runs.groupby("setting", sort=False):
         counts = tables.sgd_counts(group)
         if counts:
             functions.append(tables.function_table(counts, setting, task))
-        joints.append(tables.joint_table(counts, bayes, setting, task))
+        joints.append(tables.joint_table(counts, bayes, setting, task, cfg.reference, ep))
     functions = pd.concat(functions, ignore_index=True)
     joint = pd.concat(joints, ignore_index=True)
-    agreement = tables.agreement_table(runs, bayes_raw, cfg)
+    agreement = tables.agreement_table(runs, estimators, ep, ep_complete, cfg)
     runs_sum = tables.runs_summary(runs, raw["sgd_chunks"])
-    sampler = tables.sampler_summary(raw["rejection_chunks"], bayes_raw)
     coverage = tables.coverage_table(joint, cfg.analysis.count_threshold)
+    out = {"functions": functions, "joint": joint, "agreement": agreement, "runs_summary": runs_sum,
+           "coverage": coverage}
+    if cfg.rejection is not None:
+        out["sampler_summary"] = tables.sampler_summary(raw["rejection_chunks"], estimators[tables.BAYES])
+    if cfg.mcmc is not None:
+        out["mcmc_summary"] = tables.mcmc_summary(raw["mcmc_chunks"], raw["mcmc_diagnostics"], estimators["bayes_mcmc"])
+    if len(estimators) > 1 or ep is not None:
+        out["estimators"] = tables.estimator_table(estimators, ep, ep_complete, cfg)
+        out["pb_estimates"] = tables.pb_estimates(estimators, ep)
+    if cfg.nngp is not None:
+        out["nngp_summary"] = raw["nngp_summary"]
 
-    provenance = {"seed": cfg.seed, "rejection_config_hash": sampler["config_hash"].iat[0]}
-    for name, frame in [("functions", functions), ("joint", joint), ("agreement", agreement),
-                        ("runs_summary", runs_sum), ("sampler_summary", sampler), ("coverage", coverage)]:
+    for name, frame in out.items():
         if "seed" not in frame:
-            frame = frame.assign(seed=cfg.seed, rejection_config_hash=provenance["rejection_config_hash"])
+            frame = frame.assign(seed=cfg.seed)
+        if "config_hash" not in frame:
+            frame = frame.assign(config_hash=cfg.hash())
         atomic_write_csv(frame, out_dir / f"{name}.csv")
-        write_sidecar(out_dir / f"{name}.csv", analysis_seconds=time.perf_counter() - start, **provenance)
+        write_sidecar(out_dir / f"{name}.csv", analysis_seconds=time.perf_counter() - start, seed=cfg.seed,
+                      config_hash=cfg.hash())
 
+    prefix = macro_prefix(cfg)
     atomic_write_text(results / cfg.name / "settings_table.tex", latex.settings_table(runs_sum, agreement))
-    macros = paper_macros(cfg, task, sampler, runs_sum, agreement, coverage) | latex.summary_macros(agreement)
-    atomic_write_text(results / cfg.name / "macros.tex", render(macros))
+    macros = paper_macros(cfg, out) | latex.summary_macros(agreement)
+    if "estimators" in out:
+        atomic_write_text(results / cfg.name / "estimators_table.tex", latex.estimators_table(out["estimators"]))
+        macros |= latex.estimator_macros(out["estimators"], agreement)
+    atomic_write_text(results / cfg.name / "macros.tex", render({prefix + k: v for k, v in macros.items()}))
     return out_dir
 
 
-def paper_macros(cfg, task, sampler, runs_sum, agreement, coverage) -> dict:
-    s = sampler.iloc[0]
+def macro_prefix(cfg) -> str:
+    """Macros are prefixed by the experiment (e1_quick -> Eone), so one paper can read several."""
+    return macro_name(cfg.name.split("_")[0])
+
+
+def paper_macros(cfg, out: dict) -> dict:
+    runs_sum, agreement, coverage = out["runs_summary"], out["agreement"], out["coverage"]
     m = {"ExperimentName": cfg.name.replace("_", r"\_"), "TaskN": cfg.task.n, "TaskM": cfg.task.m,
          "TaskNTest": cfg.task.n_test, "TaskTarget": cfg.task.target.replace("_", r"\_"),
          "NetWidths": "-".join(str(w) for w in (cfg.task.n, *cfg.network.widths, 1)),
          "SigmaW": cfg.network.sigma_w, "SigmaB": cfg.network.sigma_b, "Seed": cfg.seed,
          "CountThreshold": cfg.analysis.count_threshold, "Bootstrap": cfg.analysis.bootstrap,
-         "ConfidencePct": int(round(100 * cfg.analysis.confidence)),
-         "RejDraws": int(s["draws"]), "RejAccepted": int(s["accepted"]), "RejAcceptance": float(s["acceptance"]),
-         "RejDistinct": int(s["distinct_functions"]), "RejDrawsPerSecond": int(round(s["draws_per_second"])),
-         "RejMinutes": float(s["seconds"] / 60), "NumSettings": len(runs_sum)}
+         "ConfidencePct": int(round(100 * cfg.analysis.confidence)), "NumSettings": len(runs_sum),
+         "Reference": {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC"}[cfg.reference]}
+    if "sampler_summary" in out:
+        s = out["sampler_summary"].iloc[0]
+        m |= {"RejDraws": int(s["draws"]), "RejAccepted": int(s["accepted"]), "RejAcceptance": float(s["acceptance"]),
+              "RejDistinct": int(s["distinct_functions"]), "RejDrawsPerSecond": int(round(s["draws_per_second"])),
+              "RejMinutes": float(s["seconds"] / 60)}
+    if "mcmc_summary" in out:
+        s = out["mcmc_summary"].iloc[0]
+        m |= {"McmcChains": int(s["chains"]), "McmcSamples": int(s["samples"]), "McmcThin": int(s["thin"]),
+              "McmcBurnIn": int(s["burn_in"]), "McmcDistinct": int(s["distinct_functions"]),
+              "McmcRhatMin": float(s["r_hat_min"]), "McmcRhatMax": float(s["r_hat_max"]),
+              "McmcEssMin": float(s["ess_min"]), "McmcInit": s["init"],
+              "McmcSamplesPerSecond": int(round(s["samples_per_second"]))}
+    if "nngp_summary" in out:
+        s = out["nngp_summary"].iloc[0]
+        m |= {"NngpLogPSEp": float(s["log_p_s_ep"]), "NngpLogPSExact": float(s["log_p_s_exact"]),
+              "NngpEpFunctions": int(s["ep_functions"]), "NngpEpSum": float(s["ep_probability_sum"]),
+              "NngpEpMsPerFunction": float(1e3 * s["ep_seconds_per_function"]),
+              "NngpExactAccepted": int(s["exact_samples"])}
     for r in runs_sum.itertuples():
         k = lambda *p: macro_name(r.setting, *p)
         m |= {k("Runs"): int(r.runs), k("Fitted"): int(r.fitted), k("NotFitted"): int(r.not_fitted),

@@ -62,3 +62,48 @@ def summary_macros(agreement: pd.DataFrame) -> dict:
     full = agreement[(agreement["comparison"] == "sgd_vs_bayes") & (agreement["statistic"] == "pearson_log")]
     out["FullPearsonMin"], out["FullPearsonMax"] = float(full["value"].min()), float(full["value"].max())
     return out
+
+
+ESTIMATOR_NAMES = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC", "nngp_exact": "NNGP exact",
+                   "nngp_ep": "NNGP EP"}
+
+
+def _pair(comparison: str) -> tuple[str, str]:
+    for a in ESTIMATOR_NAMES:
+        if comparison.startswith(a + "_vs_"):
+            return a, comparison[len(a) + 4:]
+    raise ValueError(comparison)
+
+
+def estimators_table(estimators: pd.DataFrame) -> str:
+    """E2: one row per pair of P_B estimators (noise floors first), correlation, slope and TV."""
+    lines = [r"\begin{tabular}{lllll}", r"\toprule",
+             r"estimate A & estimate B & $r_{\log}$ & slope & TV \\", r"\midrule"]
+    order = sorted(dict.fromkeys(estimators["comparison"]), key=lambda c: (_pair(c)[0] != _pair(c)[1], c))
+    for comparison in order:
+        a, b = _pair(comparison)
+        rows = estimators[estimators["comparison"] == comparison].set_index("statistic")
+        cells = [_cell(rows.loc[s]) for s in ("pearson_log", "slope_log", "tv")]
+        label_b = "(half B)" if a == b else ESTIMATOR_NAMES[b]
+        lines.append(rf"{ESTIMATOR_NAMES[a]}{' (half A)' if a == b else ''} & {label_b} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def estimator_macros(estimators: pd.DataFrame, agreement: pd.DataFrame) -> dict:
+    """Named numbers of the cross-check: each pair's statistics, and SGD against EP's range."""
+    from analysis.macros import macro_name
+
+    out = {}
+    for r in estimators.itertuples():
+        a, b = _pair(r.comparison)
+        k = lambda *p: macro_name("Est", ESTIMATOR_NAMES[a].replace(" ", ""), "vs",
+                                  ESTIMATOR_NAMES[b].replace(" ", ""), r.statistic, *p)
+        value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
+        out |= {k(): value, k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+    ep = agreement[(agreement["comparison"] == "sgd_vs_nngp_ep") & (agreement["statistic"] == "pearson_log")]
+    if len(ep):
+        out["SgdEpPearsonMin"], out["SgdEpPearsonMax"] = float(ep["value"].min()), float(ep["value"].max())
+        slope = agreement[(agreement["comparison"] == "sgd_vs_nngp_ep") & (agreement["statistic"] == "slope_log")]
+        out["SgdEpSlopeMin"], out["SgdEpSlopeMax"] = float(slope["value"].min()), float(slope["value"].max())
+    return out

@@ -6,9 +6,11 @@ import seaborn as sns
 from common import read, save, setup
 
 tables, out = setup(__doc__)
-functions = read(tables, "functions").sort_values(["population", "count"], ascending=[True, False])
+functions = read(tables, "functions")
+functions = functions.sort_values("count", ascending=False, kind="stable").sort_values("population", key=lambda p: p.map(
+    {name: i for i, name in enumerate(dict.fromkeys(functions["population"]))}), kind="stable")
 functions["rank"] = functions.groupby("population").cumcount() + 1
-order = ["bayes_rejection"] + [p for p in dict.fromkeys(functions["population"]) if p != "bayes_rejection"]
+order = list(dict.fromkeys(functions["population"]))  # the P_B estimators first, then the SGD settings
 fig, ax = plt.subplots(figsize=(4.6, 3.4))
 sns.lineplot(data=functions, x="rank", y="probability", hue="population", hue_order=order, ax=ax,
              drawstyle="steps-post", lw=1)

@@ -10,6 +10,7 @@ joint, agreement = read(tables, "joint"), read(tables, "agreement")
 seen = joint[(joint["count_sgd"] > 0) & (joint["count_bayes"] > 0)]
 settings = list(dict.fromkeys(joint["setting"]))
 threshold = int(agreement["threshold"].iat[0])
+REFERENCE = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC"}[joint["reference"].iat[0]]
 lo = 10 ** np.floor(np.log10(min(seen["p_sgd"].min(), seen["p_bayes"].min())))
 
 ncol = min(3, len(settings))
@@ -28,7 +29,7 @@ for ax, setting in zip(axes.flat, settings):
 for ax in axes.flat[len(settings):]:
     ax.axis("off")
 for ax in axes[-1]:
-    ax.set_xlabel(r"$P_B(f\mid S)$ (rejection)")
+    ax.set_xlabel(rf"$P_B(f\mid S)$ ({REFERENCE})")
 for ax in axes[:, 0]:
     ax.set_ylabel(r"$P_{SGD}(f\mid S)$")
 fig.colorbar(sc, ax=axes, shrink=0.6, label="test error on E")

@@ -9,7 +9,9 @@ from pathlib import Path
 from study.config import ConfigError, load
 from study.store import StaleResultsError
 
-STAGES = ("check", "sample", "train")
+# stage -> (function in study.stages, config section that enables it, raw subdirectory)
+STAGES = {"sample": ("run_rejection", "rejection", "rejection"), "train": ("run_sgd", "sgd", "sgd"),
+          "mcmc": ("run_mcmc", "mcmc", "mcmc"), "nngp": ("run_nngp", "nngp", "nngp")}
 
 
 def load_or_report(path: str):
@@ -23,8 +25,9 @@ def load_or_report(path: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
-    parser.add_argument("stage", choices=STAGES, help="check: validate the config; sample: rejection sampler "
-                        "(P_B); train: SGD population (P_SGD)")
+    parser.add_argument("stage", choices=("check", *STAGES, "run"), help="check: validate the config; sample: "
+                        "rejection sampler (P_B); train: SGD population (P_SGD); mcmc: elliptical slice sampling "
+                        "(P_B); nngp: function-space P_B (EP and exact); run: every stage the config has, in order")
     parser.add_argument("--config", required=True, help="experiment config (TOML), e.g. configs/e1_quick.toml")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--fresh", action="store_true", help="delete this stage's earlier raw results first")
@@ -39,14 +42,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from study import stages  # heavy imports (jax, neural-tangents) only after the config is valid
 
-    raw = stages.raw_dir(cfg, Path(args.results))
-    if args.fresh:
-        shutil.rmtree(raw / {"sample": "rejection", "train": "sgd"}[args.stage], ignore_errors=True)
-    run = {"sample": stages.run_rejection, "train": stages.run_sgd}[args.stage]
-    try:
-        out = run(cfg, Path(args.results), progress=not args.no_progress)
-    except StaleResultsError as err:
-        print(f"error: {err}", file=sys.stderr)
+    enabled = [name for name, (_, section, _) in STAGES.items() if getattr(cfg, section) is not None]
+    todo = enabled if args.stage == "run" else [args.stage]
+    if args.stage not in enabled and args.stage != "run":
+        print(f"error: {args.config} has no [{STAGES[args.stage][1]}] section, so no {args.stage} stage", file=sys.stderr)
         return 2
-    print(f"wrote {out}")
+    raw = stages.raw_dir(cfg, Path(args.results))
+    for name in todo:
+        if args.fresh:
+            shutil.rmtree(raw / STAGES[name][2], ignore_errors=True)
+        try:
+            out = getattr(stages, STAGES[name][0])(cfg, Path(args.results), progress=not args.no_progress)
+        except (StaleResultsError, stages.StageError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {out}")
+    if args.stage == "run":
+        stages.write_done(cfg, Path(args.results), todo)
     return 0

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 OPTIMIZERS = ("sgd", "adam")
+MCMC_INITS = ("rejection", "sgd")
+NNGP_EXACT = ("rejection", "ess")
 LOSSES = ("ce", "mse")
 PRNG_IMPLS = ("threefry2x32", "rbg")
 
@@ -64,6 +66,31 @@ class SGDConfig:
 
 
 @dataclass(frozen=True)
+class MCMCConfig:
+    """Elliptical slice sampling of the prior restricted to zero training error (study/mcmc.py)."""
+    chains: int = 256
+    burn_in: int = 100  # ESS steps per chain discarded before the first kept sample
+    thin: int = 5  # ESS steps between kept samples
+    samples: int = 400  # kept samples per chain
+    chunk_samples: int = 100  # kept samples per chain in one chunk (the unit of resuming)
+    init: str = "rejection"  # "rejection": zero-error prior draws; "sgd": solutions of an SGD setting
+    init_setting: str = ""  # with init = "sgd": the sgd.settings name whose runs start the chains
+
+
+@dataclass(frozen=True)
+class NNGPConfig:
+    """P_B in function space with the infinite-width NNGP kernel (study/nngp.py)."""
+    ep_enumerate_max: int = 12  # |E| up to which EP scores all 2^|E| functions (else those seen)
+    exact: str = "rejection"  # exact truncated-Gaussian sampler: "rejection" or "ess"
+    draws: int = 2**24  # rejection: Gaussian draws; ess: kept samples over all chains
+    chunk_draws: int = 2**22
+    batch: int = 2**16  # rejection: draws per jitted batch
+    chains: int = 256  # ess only
+    thin: int = 5  # ess only
+    burn_in: int = 100  # ess only
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     count_threshold: int = 10
     bootstrap: int = 500
@@ -76,9 +103,17 @@ class ExperimentConfig:
     seed: int
     task: TaskConfig = field(default_factory=TaskConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    # A P_B estimator is run iff its section is in the config file.
+    rejection: RejectionConfig | None = None
     sgd: SGDConfig = field(default_factory=SGDConfig)
+    mcmc: MCMCConfig | None = None
+    nngp: NNGPConfig | None = None
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    @property
+    def reference(self) -> str:
+        """The P_B estimate SGD is compared with first: exact rejection where run, else MCMC."""
+        return "bayes_rejection" if self.rejection is not None else "bayes_mcmc"
 
     def hash(self, *sections: str) -> str:
         """Short stable hash of the named sections (all when none), plus name and seed."""
@@ -93,14 +128,21 @@ class ExperimentConfig:
         """Hash of everything a stage's raw results depend on (for SGD: one setting at a time)."""
         data = {"name": self.name, "seed": self.seed, "task": dataclasses.asdict(self.task),
                 "network": dataclasses.asdict(self.network)}
-        if stage == "rejection":
-            data["rejection"] = dataclasses.asdict(self.rejection)
+        if stage in ("rejection", "mcmc", "nngp"):
+            data[stage] = dataclasses.asdict(getattr(self, stage))
+            if stage == "mcmc" and self.mcmc.init == "sgd":  # chains start from these SGD runs
+                data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
+                data["setting"] = dataclasses.asdict(self.sgd_setting(self.mcmc.init_setting))
         elif stage == "sgd":
             data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
             data["setting"] = dataclasses.asdict(setting)
         else:
             raise ValueError(f"unknown stage {stage!r}")
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+    def sgd_setting(self, name: str) -> "SGDSetting":
+        return next(s for s in self.sgd.settings if s.name == name)
 
 
 def _build(cls, raw: dict, where: str):
@@ -144,6 +186,15 @@ def _check(cond: bool, where: str, message: str) -> None:
         raise ConfigError(f"{where}: {message}")
 
 
+def _check_chunks(total: int, chunk: int, batch: int, section: str, what: str) -> None:
+    """total = whole chunks of whole batches, all positive."""
+    _check(total >= 1, f"{section}.{what}", f"must be >= 1, got {total}")
+    _check(batch >= 1, f"{section}.batch", f"must be >= 1, got {batch}")
+    _check(chunk >= batch and chunk % batch == 0, f"{section}.chunk_{what}",
+           f"must be a positive multiple of {section}.batch={batch}, got {chunk}")
+    _check(total % chunk == 0, f"{section}.{what}", f"must be a multiple of {section}.chunk_{what}={chunk}, got {total}")
+
+
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     from study.tasks import TARGETS
 
@@ -168,13 +219,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _check(w >= 1, f"network.widths[{i}]", f"must be a positive width, got {w}")
     _check(net.sigma_w > 0, "network.sigma_w", f"must be > 0, got {net.sigma_w}")
     _check(net.sigma_b >= 0, "network.sigma_b", f"must be >= 0, got {net.sigma_b}")
-    _check(rej.draws >= 1, "rejection.draws", "must be >= 1")
-    _check(rej.batch >= 1, "rejection.batch", "must be >= 1")
-    _check(rej.chunk_draws >= rej.batch and rej.chunk_draws % rej.batch == 0, "rejection.chunk_draws",
-           f"must be a positive multiple of rejection.batch={rej.batch}, got {rej.chunk_draws}")
-    _check(rej.draws % rej.chunk_draws == 0, "rejection.draws",
-           f"must be a multiple of rejection.chunk_draws={rej.chunk_draws}, got {rej.draws}")
-    _check(rej.prng in PRNG_IMPLS, "rejection.prng", f"unknown PRNG {rej.prng!r}; known: {PRNG_IMPLS}")
+    if rej is not None:
+        _check_chunks(rej.draws, rej.chunk_draws, rej.batch, "rejection", "draws")
+        _check(rej.prng in PRNG_IMPLS, "rejection.prng", f"unknown PRNG {rej.prng!r}; known: {PRNG_IMPLS}")
     _check(sgd.runs >= 1, "sgd.runs", "must be >= 1")
     _check(sgd.chunk_runs >= 1 and sgd.runs % sgd.chunk_runs == 0, "sgd.chunk_runs",
            f"must divide sgd.runs={sgd.runs}, got {sgd.chunk_runs}")
@@ -191,9 +238,36 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _check(s.loss in LOSSES, f"{where}.loss", f"unknown loss {s.loss!r}; known: {LOSSES}")
         _check(s.lr > 0, f"{where}.lr", f"must be > 0, got {s.lr}")
         _check(1 <= s.batch_size <= t.m, f"{where}.batch_size", f"must be in 1..m={t.m}, got {s.batch_size}")
+    if cfg.mcmc is not None:
+        mc = cfg.mcmc
+        for name in ("chains", "thin", "samples"):
+            _check(getattr(mc, name) >= 1, f"mcmc.{name}", f"must be >= 1, got {getattr(mc, name)}")
+        _check(mc.burn_in >= 0, "mcmc.burn_in", f"must be >= 0, got {mc.burn_in}")
+        _check(mc.chunk_samples >= 1 and mc.samples % mc.chunk_samples == 0, "mcmc.chunk_samples",
+               f"must divide mcmc.samples={mc.samples}, got {mc.chunk_samples}")
+        _check(mc.init in MCMC_INITS, "mcmc.init", f"unknown init {mc.init!r}; known: {MCMC_INITS}")
+        if mc.init == "sgd":
+            _check(mc.init_setting in names, "mcmc.init_setting",
+                   f"must name one of the sgd.settings {names}, got {mc.init_setting!r}")
+    if cfg.nngp is not None:
+        ng = cfg.nngp
+        _check(0 <= ng.ep_enumerate_max <= 16, "nngp.ep_enumerate_max", f"must be in 0..16, got {ng.ep_enumerate_max}")
+        _check(ng.exact in NNGP_EXACT, "nngp.exact", f"unknown exact sampler {ng.exact!r}; known: {NNGP_EXACT}")
+        if ng.exact == "rejection":
+            _check_chunks(ng.draws, ng.chunk_draws, ng.batch, "nngp", "draws")
+        else:
+            for name in ("chains", "thin"):
+                _check(getattr(ng, name) >= 1, f"nngp.{name}", f"must be >= 1, got {getattr(ng, name)}")
+            _check(ng.burn_in >= 0, "nngp.burn_in", f"must be >= 0, got {ng.burn_in}")
+            _check(ng.chunk_draws >= ng.chains and ng.chunk_draws % ng.chains == 0, "nngp.chunk_draws",
+                   f"must be a positive multiple of nngp.chains={ng.chains}, got {ng.chunk_draws}")
+            _check(ng.draws >= 1 and ng.draws % ng.chunk_draws == 0, "nngp.draws",
+                   f"must be a positive multiple of nngp.chunk_draws={ng.chunk_draws}, got {ng.draws}")
     _check(an.count_threshold >= 1, "analysis.count_threshold", "must be >= 1")
     _check(an.bootstrap >= 10, "analysis.bootstrap", "must be >= 10")
     _check(0 < an.confidence < 1, "analysis.confidence", "must be in (0, 1)")
+    _check(rej is not None or cfg.mcmc is not None, "rejection",
+           "the config needs a [rejection] or an [mcmc] section: SGD is compared with one of them")
     return cfg
 
 
@@ -214,7 +288,7 @@ def from_dict(raw: dict) -> ExperimentConfig:
         if key not in raw:
             raise ConfigError(f"{key}: missing")
     sections = {"task": TaskConfig, "network": NetworkConfig, "rejection": RejectionConfig,
-                "sgd": SGDConfig, "analysis": AnalysisConfig}
+                "sgd": SGDConfig, "mcmc": MCMCConfig, "nngp": NNGPConfig, "analysis": AnalysisConfig}
     kwargs = {}
     for key, value in raw.items():
         if key in sections:

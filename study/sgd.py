@@ -38,8 +38,10 @@ def per_example_loss(loss: str) -> Callable:
     return lambda f, y: (f - y) ** 2
 
 
-def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, chunk_runs: int) -> Callable:
-    """jitted (setting_key, first_run_id) -> per-run arrays for runs first..first+chunk_runs-1."""
+def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, chunk_runs: int,
+                       keep_params: bool = False) -> Callable:
+    """jitted (setting_key, first_run_id) -> per-run arrays for runs first..first+chunk_runs-1
+    (steps, fitted, loss, words; with keep_params also theta, the flat parameters at the stop)."""
     x_S = jnp.asarray(task.x_train)
     y_S = jnp.asarray(np.where(task.y_train, 1.0, -1.0), jnp.float32)
     x_E = jnp.asarray(task.x_test)
@@ -99,6 +101,8 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
             out_steps=jnp.zeros(R, jnp.int32), out_fitted=jnp.zeros(R, bool),
             out_loss=jnp.zeros(R, jnp.float32), out_words=jnp.zeros((R, -(-len(task.test_idx) // 32)), jnp.uint32),
         )
+        if keep_params:
+            state["out_theta"] = jnp.zeros((R, net.n_params), jnp.float32)
 
         def round_(s):
             orders = jax.vmap(epoch_orders)(run_keys_R[s["run"]], s["step"])
@@ -119,6 +123,8 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
                 out_loss=s["out_loss"].at[where].set(loss, mode="drop"),
                 out_words=s["out_words"].at[where].set(words, mode="drop"),
             )
+            if keep_params:
+                out["out_theta"] = s["out_theta"].at[where].set(theta, mode="drop")
             # Refill: the k-th finished slot takes run next_run + k, if the chunk still has one.
             new_run = s["next_run"] + jnp.cumsum(finished) - 1
             refill = finished & (new_run < R)

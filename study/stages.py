@@ -2,7 +2,10 @@
 results/<experiment name>/raw/ with a JSON provenance sidecar."""
 from __future__ import annotations
 
+import math
+import sys
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -10,14 +13,19 @@ import jax
 import numpy as np
 import pandas as pd
 
-from study import rejection, sgd
+from study import mcmc, rejection, sgd
 from study.config import ExperimentConfig
-from study.encoding import words_to_hex
+from study.encoding import bits_to_hex, words_to_hex
 from study.network import Network, build_network
-from study.store import claim_directory, read_chunks, run_chunks, write_sidecar, atomic_write_csv
+from study.store import (atomic_write_csv, atomic_write_json, atomic_write_npz, claim_directory, read_chunks,
+                         run_chunks, write_sidecar)
 from study.tasks import Task, make_task
 
-REJECTION_STREAM, SGD_STREAM = 1, 2
+REJECTION_STREAM, SGD_STREAM, MCMC_STREAM, NNGP_STREAM = 1, 2, 3, 4
+
+
+class StageError(RuntimeError):
+    """A stage that cannot run as configured (the message says why and what to change)."""
 
 
 def setup(cfg: ExperimentConfig) -> tuple[Task, Network]:
@@ -62,6 +70,12 @@ def run_rejection(cfg: ExperimentConfig, results: Path, progress: bool = True) -
     return out
 
 
+def sgd_key(cfg: ExperimentConfig, setting) -> jax.Array:
+    """The key of one SGD setting's population; run r uses fold_in(this, r)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), SGD_STREAM),
+                              zlib.crc32(setting.name.encode()))
+
+
 def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
     """The SGD population for every setting; writes sgd_runs.csv (one row per training run)."""
     task, net = setup(cfg)
@@ -72,8 +86,7 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
         config_hash = cfg.stage_hash("sgd", setting)
         directory = raw_dir(cfg, results) / "sgd" / setting.name
         claim_directory(directory, "sgd", config_hash, f"SGD chunks for setting {setting.name}")
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), SGD_STREAM),
-                                 zlib.crc32(setting.name.encode()))
+        key = sgd_key(cfg, setting)
         trainer = sgd.make_chunk_trainer(net, task, setting, sc, sc.chunk_runs)
 
         def compute(c: int):
@@ -99,4 +112,186 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
     atomic_write_csv(pd.concat(runs, ignore_index=True), out)
     write_sidecar(out, seed=cfg.seed, stage="sgd", wall_seconds_this_invocation=time.perf_counter() - start,
                   config_hashes={s.name: cfg.stage_hash("sgd", s) for s in sc.settings})
+    return out
+
+
+def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array) -> tuple[np.ndarray, str]:
+    """Zero-training-error starting points for the chains, and where they came from."""
+    mc = cfg.mcmc
+    if mc.init == "rejection":
+        try:
+            return mcmc.init_from_rejection(net, task, key, mc.chains), "zero-error prior draws (rejection)"
+        except RuntimeError as err:
+            raise StageError(f"mcmc.init = 'rejection': {err}; set mcmc.init = 'sgd'") from None
+    # The first runs of an SGD setting (the same runs as that setting's population), kept fitted.
+    setting = cfg.sgd_setting(mc.init_setting)
+    runs = 2 * mc.chains  # spare runs for those that do not fit within the step cap
+    trainer = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, runs, keep_params=True)
+    out = jax.device_get(trainer(sgd_key(cfg, setting), 0))
+    theta = out["theta"][out["fitted"]]
+    if len(theta) < mc.chains:
+        raise StageError(f"mcmc.init_setting {setting.name!r}: only {len(theta)} of {runs} runs fitted S; "
+                         f"fewer than mcmc.chains = {mc.chains}")
+    return theta[: mc.chains], f"SGD solutions of setting {setting.name}"
+
+
+def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
+    """Elliptical slice sampling of the zero-error posterior in parameter space; writes
+    mcmc_counts.csv (one row per chunk, chain group and function) and mcmc_diagnostics.csv.
+
+    The chains are split into two groups of independent chains (group = chain parity, each with
+    its own key) so that the noise floor can compare two independent halves, as for rejection.
+    After each chunk the chains' states are saved, so a killed run resumes exactly."""
+    task, net = setup(cfg)
+    mc = cfg.mcmc
+    config_hash = cfg.stage_hash("mcmc")
+    directory = raw_dir(cfg, results) / "mcmc"
+    claim_directory(directory, "mcmc", config_hash, "MCMC chunks")
+    key = jax.random.fold_in(jax.random.key(cfg.seed), MCMC_STREAM)
+    init_file = directory / "init.npz"
+    if not init_file.exists():
+        theta0, source = mcmc_init(cfg, task, net, jax.random.fold_in(key, 0))
+        atomic_write_npz(init_file, theta_CxD=theta0, source=np.array(source))
+    with np.load(init_file) as f:
+        theta0, source = f["theta_CxD"], str(f["source"])
+    groups = [theta0[0::2], theta0[1::2]]
+    group_keys = [jax.random.fold_in(jax.random.fold_in(key, 1), g) for g in range(2)]
+    per_call = math.gcd(mc.chunk_samples, 64)
+    runner = mcmc.make_chain_runner(net, task, per_call, mc.thin)
+
+    def state_file(c: int) -> Path:
+        return directory / f"state_{c:05d}.npz"
+
+    def compute(c: int):
+        rows, traces, stats = [], {}, {"samples": 0, "seconds": 0.0, "lockstep_proposals": 0}
+        prev = np.load(state_file(c - 1)) if c > 0 else None
+        new_state = {}
+        for g, (theta_g, key_g) in enumerate(zip(groups, group_keys)):
+            if prev is None:
+                init, burn = theta_g, mc.burn_in
+            else:
+                u = prev[f"u{g}"]
+                init = mcmc.ChainRun(counts={}, traces={}, u_CxD=u, theta_CxD=u * np.asarray(net.prior_std_D),
+                                     next_step=int(prev[f"step{g}"]), lockstep_proposals=0, seconds=0.0)
+                burn = 0
+            run = mcmc.run_chains(net, task, key_g, init, n_keep=mc.chunk_samples, thin=mc.thin, burn_in=burn,
+                                  keep_per_call=per_call, runner=runner)
+            rows += [{"chunk": c, "group": g, "function": f, "count": n} for f, n in sorted(run.counts.items())]
+            for name, x in run.traces.items():
+                traces.setdefault(name, []).append(x)
+            new_state |= {f"u{g}": run.u_CxD, f"step{g}": np.int64(run.next_step)}
+            stats["samples"] += sum(run.counts.values())
+            stats["seconds"] += run.seconds
+            stats["lockstep_proposals"] += run.lockstep_proposals
+        atomic_write_npz(directory / f"traces_{c:05d}.npz", **{k: np.concatenate(v) for k, v in traces.items()})
+        atomic_write_npz(state_file(c), **new_state)  # before the chunk's JSON marks it complete
+        return pd.DataFrame(rows, columns=["chunk", "group", "function", "count"]), stats
+
+    start = time.perf_counter()
+    n_chunks = mc.samples // mc.chunk_samples
+    tables = run_chunks(directory, n_chunks, compute, "mcmc", progress)
+    counts, stats = read_chunks(tables)
+    traces = {}
+    for c in range(n_chunks):
+        with np.load(directory / f"traces_{c:05d}.npz") as f:
+            for name in f.files:
+                traces.setdefault(name, []).append(f[name])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", mcmc.ConvergenceWarning)
+        diag = mcmc.diagnostics({k: np.concatenate(v, axis=1) for k, v in traces.items()})
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    out = raw_dir(cfg, results) / "mcmc_counts.csv"
+    atomic_write_csv(diag.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "mcmc_diagnostics.csv")
+    stats = stats.assign(config_hash=config_hash, seed=cfg.seed, chains=mc.chains, thin=mc.thin, burn_in=mc.burn_in,
+                         init=source)
+    atomic_write_csv(stats, raw_dir(cfg, results) / "mcmc_chunks.csv")
+    atomic_write_csv(counts.assign(population="bayes_mcmc", config_hash=config_hash, seed=cfg.seed), out)
+    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="mcmc", init=source,
+                  wall_seconds_this_invocation=time.perf_counter() - start, max_r_hat=float(diag["r_hat"].max()))
+    return out
+
+
+def write_done(cfg: ExperimentConfig, results: Path, stages: list[str]) -> None:
+    """raw/stages.json: written when every stage of the config is complete (make's target)."""
+    atomic_write_json({"stages": stages, "config_hashes": {
+        s: cfg.stage_hash(s) for s in ("rejection", "mcmc", "nngp") if getattr(cfg, s) is not None}},
+        raw_dir(cfg, results) / "stages.json")
+
+
+def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
+    """P_B(f|S) in function space with the NNGP kernel of the same network and prior:
+    nngp_ep.csv (EP's log P_B per function: all 2^|E| functions when |E| <= nngp.ep_enumerate_max,
+    else those the other stages saw), nngp_exact_counts.csv (exact samples of the Gaussian
+    truncated to the signs of S) and nngp_summary.csv (log P(S) by EP and by the exact sampler)."""
+    from study import nngp
+
+    task, net = setup(cfg)
+    ng = cfg.nngp
+    config_hash = cfg.stage_hash("nngp")
+    directory = raw_dir(cfg, results) / "nngp"
+    claim_directory(directory, "nngp", config_hash, "NNGP chunks")
+    key = jax.random.fold_in(jax.random.key(cfg.seed), NNGP_STREAM)
+    x = np.concatenate([task.x_train, task.x_test])
+    K = nngp.nngp_kernel(net, x)
+    m, n_test = len(task.train_idx), len(task.test_idx)
+    y_S = np.where(task.y_train, 1.0, -1.0)
+
+    if ng.exact == "rejection":
+        n_chunks, per_chunk = ng.draws // ng.chunk_draws, ng.chunk_draws
+
+        def compute(c: int):
+            res = nngp.rejection_function_counts(jax.random.fold_in(key, c), K, y_S, per_chunk, ng.batch)
+            table = pd.DataFrame({"chunk": c, "function": list(res["counts"]), "count": list(res["counts"].values())},
+                                 columns=["chunk", "function", "count"]).sort_values("function")
+            return table, {k: res[k] for k in ("draws", "accepted", "seconds")}
+    else:  # each chunk: nngp.chains fresh chains (own key), burnt in, chunk_draws kept samples in all
+        n_chunks = ng.draws // ng.chunk_draws
+        per_chain = ng.chunk_draws // ng.chains
+
+        def compute(c: int):
+            res = nngp.ess_function_counts(jax.random.fold_in(key, c), K, y_S, ng.chains, per_chain * ng.thin,
+                                           ng.burn_in, thin=ng.thin)
+            table = pd.DataFrame({"chunk": c, "function": list(res.counts), "count": list(res.counts.values())},
+                                 columns=["chunk", "function", "count"]).sort_values("function")
+            return table, {"draws": 0, "accepted": int(sum(res.counts.values())), "seconds": res.seconds,
+                           "mean_shrinks": res.mean_shrinks}
+
+    start = time.perf_counter()
+    tables = run_chunks(directory, n_chunks, compute, "nngp exact", progress)
+    counts, stats = read_chunks(tables)
+    accepted, draws = int(stats["accepted"].sum()), int(stats["draws"].sum())
+
+    # EP: every function on E when there are few, else every function any other stage saw.
+    enumerated = n_test <= ng.ep_enumerate_max
+    if enumerated:
+        functions = [bits_to_hex(b) for b in ((np.arange(2**n_test)[:, None] >> np.arange(n_test - 1, -1, -1)) & 1)]
+    else:
+        seen = set(counts["function"])
+        for name in ("bayes_counts.csv", "mcmc_counts.csv", "sgd_runs.csv"):
+            path = raw_dir(cfg, results) / name
+            if path.exists():
+                seen |= set(pd.read_csv(path, dtype={"function": str}, usecols=["function"])["function"].dropna())
+        functions = sorted(seen)
+    t0 = time.perf_counter()
+    log_p_s = nngp.ep_log_orthant(K[:m, :m], y_S)
+    log_p = nngp.ep_log_pb_many(K, y_S, functions)
+    ep_seconds = time.perf_counter() - t0
+    ep = pd.DataFrame({"function": functions, "log_p": log_p, "config_hash": config_hash, "seed": cfg.seed})
+    summary = pd.DataFrame([{
+        "m": m, "n_test": n_test, "log_p_s_ep": log_p_s,
+        "log_p_s_exact": float(np.log(accepted / draws)) if accepted and draws else float("nan"),
+        "exact_method": ng.exact,
+        "exact_draws": draws, "exact_samples": accepted, "exact_seconds": float(stats["seconds"].sum()),
+        "ep_functions": len(functions), "ep_enumerated": enumerated,
+        "ep_probability_sum": float(np.exp(np.array(log_p)).sum()),
+        "ep_seconds_per_function": ep_seconds / max(1, len(functions)),
+        "config_hash": config_hash, "seed": cfg.seed}])
+    out = raw_dir(cfg, results) / "nngp_ep.csv"
+    atomic_write_csv(counts.assign(population="nngp_exact", config_hash=config_hash, seed=cfg.seed),
+                     raw_dir(cfg, results) / "nngp_exact_counts.csv")
+    atomic_write_csv(summary, raw_dir(cfg, results) / "nngp_summary.csv")
+    atomic_write_csv(ep, out)
+    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="nngp",
+                  wall_seconds_this_invocation=time.perf_counter() - start)
     return out

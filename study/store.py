@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -26,7 +27,8 @@ PACKAGES = ("jax", "jaxlib", "neural-tangents", "numpyro", "blackjax", "optax", 
 
 # The modules whose code decides each stage's raw results.
 SHARED_MODULES = ("config.py", "tasks.py", "encoding.py", "network.py", "stages.py")
-STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",)}
+STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",),
+                 "mcmc": SHARED_MODULES + ("mcmc.py", "rejection.py", "sgd.py"), "nngp": SHARED_MODULES + ("nngp.py",)}
 
 
 UMASK = os.umask(0)
@@ -53,6 +55,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
+
+
+def atomic_write_npz(path: Path, **arrays) -> None:
+    """Arrays to an .npz file, written under a temporary name and renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.chmod(tmp, 0o666 & ~UMASK)
+    os.replace(tmp, path)
 
 
 def atomic_write_json(obj: dict, path: Path) -> None:

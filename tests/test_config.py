@@ -6,7 +6,7 @@ import pytest
 from study import cli
 from study.config import ConfigError, from_dict, load
 
-BASE = {"name": "t", "seed": 0, "task": {"n": 7, "target": "majority", "m": 10, "n_test": 10},
+BASE = {"name": "t", "seed": 0, "task": {"n": 7, "target": "majority", "m": 10, "n_test": 10}, "rejection": {},
         "sgd": {"runs": 8, "chunk_runs": 4, "settings": [{"name": "a", "batch_size": 2}]}}
 
 
@@ -38,6 +38,14 @@ def test_every_shipped_config_loads(path):
     (with_("sgd", settings=[{"name": "a", "loss": "hinge"}]), r"sgd.settings\[0\].loss"),
     (with_("sgd", settings=[{"name": "a", "batch_size": 11}]), r"sgd.settings\[0\].batch_size"),
     (with_("sgd", runs=10, chunk_runs=4), "sgd.chunk_runs"),
+    (with_("mcmc", samples=100, chunk_samples=30), "mcmc.chunk_samples"),
+    (with_("mcmc", init="sgd", init_setting="nope"), "mcmc.init_setting"),
+    (with_("mcmc", init="vi"), "mcmc.init"),
+    (with_("mcmc", chains=0), "mcmc.chains"),
+    (with_("nngp", exact="hmc"), "nngp.exact"),
+    (with_("nngp", draws=1000, chunk_draws=512, batch=256), "nngp.draws"),
+    (with_("nngp", ep_enumerate_max=30), "nngp.ep_enumerate_max"),
+    ({k: v for k, v in BASE.items() if k != "rejection"}, "rejection"),
     ({**BASE, "colour": "blue"}, "colour"),
     ({k: v for k, v in BASE.items() if k != "seed"}, "seed"),
 ])

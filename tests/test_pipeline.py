@@ -16,7 +16,9 @@ from study import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
-FIGURES = ("fig_scatter", "fig_rankfreq", "fig_agreement")
+FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators")
+RAW = ("bayes_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "nngp_ep.csv",
+       "nngp_exact_counts.csv")
 
 
 def write_config(path: Path, **sections) -> Path:
@@ -36,8 +38,7 @@ def write_config(path: Path, **sections) -> Path:
 
 
 def run_stages(config: Path, results: Path) -> None:
-    for stage in ("sample", "train"):
-        assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
+    assert cli.main(["run", "--config", str(config), "--results", str(results), "--no-progress"]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +59,30 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     counts = pd.read_csv(smoke / "raw" / "bayes_counts.csv", dtype={"function": str})
     chunks = pd.read_csv(smoke / "raw" / "rejection_chunks.csv")
     assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
-    for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage"):
+    for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage", "mcmc_summary",
+                  "estimators", "pb_estimates", "nngp_summary"):
         frame = pd.read_csv(smoke / "tables" / f"{table}.csv")
         assert len(frame) and "seed" in frame and (smoke / "tables" / f"{table}.json").exists()
     joint = pd.read_csv(smoke / "tables" / "joint.csv", dtype={"function": str})
     for _, g in joint.groupby("setting"):
         assert abs(g["p_sgd"].sum() - 1) < 1e-9 and abs(g["p_bayes"].sum() - 1) < 1e-9
     agreement = pd.read_csv(smoke / "tables" / "agreement.csv")
-    assert set(agreement["comparison"]) == {"sgd_vs_bayes", "sgd_vs_bayes_matched", "bayes_vs_bayes"}
+    assert set(agreement["comparison"]) == {"sgd_vs_bayes", "sgd_vs_bayes_matched", "bayes_vs_bayes", "sgd_vs_nngp_ep"}
+    estimators = pd.read_csv(smoke / "tables" / "estimators.csv")
+    assert {"bayes_rejection_vs_bayes_mcmc", "bayes_rejection_vs_nngp_exact", "bayes_mcmc_vs_nngp_ep",
+            "bayes_mcmc_vs_bayes_mcmc"} <= set(estimators["comparison"])
+    mcmc_counts = pd.read_csv(smoke / "raw" / "mcmc_counts.csv")
+    assert set(mcmc_counts["group"]) == {0, 1}  # two independent chain groups for the noise floor
     for name in FIGURES:
         assert (smoke / "figures" / f"{name}.pdf").stat().st_size > 1000
         assert (smoke / "figures" / f"{name}.png").stat().st_size > 1000
     macros = (smoke / "macros.tex").read_text()
-    assert r"\newcommand{\RejDraws}" in macros and "nan" not in macros.lower()
+    assert r"\newcommand{\EOneRejDraws}" in macros and r"\EOneMcmcRhatMax" in macros and "nan" not in macros.lower()
 
 
 def test_same_config_and_seed_give_identical_csvs(smoke, tmp_path):
     run_stages(SMOKE, tmp_path)
-    for name in ("bayes_counts.csv", "sgd_runs.csv"):
+    for name in RAW:
         assert (tmp_path / "e1_smoke" / "raw" / name).read_bytes() == (smoke / "raw" / name).read_bytes()
 
 
@@ -96,6 +103,8 @@ def kill_after_first_chunk(stage: str, config: Path, results: Path, chunk_dir: P
     ("sample", {"rejection": {"draws": 16 * 8192, "chunk_draws": 8192, "batch": 4096}}, "rejection", 16,
      "bayes_counts.csv"),
     ("train", {"sgd": {"runs": 12 * 64, "chunk_runs": 64, "pool": 32}}, "sgd/sgd_b2_ce", 12, "sgd_runs.csv"),
+    ("mcmc", {"mcmc": {"chains": 32, "burn_in": 10, "thin": 2, "samples": 12 * 16, "chunk_samples": 16}}, "mcmc", 12,
+     "mcmc_counts.csv"),
 ])
 def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path, stage, sections, chunk_sub, n_chunks, table):
     config = write_config(tmp_path / "resume.toml", name="resume", **sections)

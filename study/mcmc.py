@@ -1,0 +1,304 @@
+"""P_B(f|S) by MCMC in parameter space: elliptical slice sampling (ESS) of the prior restricted to
+the networks that classify every training input correctly.
+
+The target is N(0, diag(prior_std_D^2)) times the indicator of zero training error. ESS (Murray,
+Adams & MacKay 2010) leaves exactly this "Gaussian prior x likelihood" invariant and needs no
+gradients; with an indicator likelihood every move stays inside the zero-error set. Chains run in
+whitened coordinates u = theta / prior_std_D ~ N(0, I), so the Gaussian ESS sees is the identity.
+
+C chains advance side by side (vmap; the chain axis is the first axis). Only the function each
+kept sample computes on E (packed signs) and a few scalar summaries for convergence diagnostics
+leave the device, never the parameters of the kept samples.
+
+Randomness: step t of chain c uses fold_in(fold_in(key, t), c), with t the global step index
+counted from the start of the run (burn-in included). The numbers drawn therefore do not depend
+on how the run is cut into device calls, on the number of chains, or on whether it was resumed.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+from study.encoding import pack_signs, words_to_hex
+from study.network import Network
+from study.tasks import Task
+
+N_PROBE = 3  # test inputs whose raw network output is traced for diagnostics
+RHAT_THRESHOLD = 1.01
+
+
+class ConvergenceWarning(UserWarning):
+    """A traced summary whose split R-hat says the chains have not mixed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Initial states
+# ---------------------------------------------------------------------------------------------
+
+def fits_training_set(net: Network, task: Task, theta_PxD: jnp.ndarray) -> np.ndarray:
+    """(P,) bool: does each network classify every training input correctly (out > 0 iff label)?"""
+    out_PxM = net.apply_population(jnp.asarray(theta_PxD), jnp.asarray(task.x_train))
+    return np.asarray(jnp.all((out_PxM > 0) == jnp.asarray(task.y_train), axis=1))
+
+
+def check_fits(net: Network, task: Task, theta_CxD) -> None:
+    """Raise ValueError unless every initial state has zero training error (ESS needs it: from a
+    state outside the set, the slice bracket shrinks towards that state and never terminates)."""
+    theta_CxD = np.asarray(theta_CxD)
+    if theta_CxD.ndim != 2 or theta_CxD.shape[1] != net.n_params:
+        raise ValueError(f"initial states must have shape (chains, {net.n_params}), got {theta_CxD.shape}")
+    bad = np.flatnonzero(~fits_training_set(net, task, theta_CxD))
+    if len(bad):
+        raise ValueError(f"{len(bad)} of {len(theta_CxD)} initial states do not fit the training set "
+                         f"(chains {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''})")
+
+
+def init_from_rejection(net: Network, task: Task, key: jax.Array, n_chains: int,
+                        batch: int = 4096, max_draws: int = 2**22) -> np.ndarray:
+    """theta_CxD: the first n_chains zero-training-error prior draws of batches fold_in(key, b).
+
+    These are exact draws from the target, so chains started here are stationary from step 0.
+    Raises RuntimeError after max_draws draws if too few were accepted."""
+    x_S, y_S = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
+
+    @jax.jit
+    def draw(batch_key):
+        theta_PxD = net.sample_prior(batch_key, batch)
+        return theta_PxD, jnp.all((net.apply_population(theta_PxD, x_S) > 0) == y_S, axis=1)
+
+    found: list[np.ndarray] = []
+    n_found, draws, b = 0, 0, 0
+    while n_found < n_chains:
+        if draws >= max_draws:
+            rate = n_found / draws
+            need = f"about {n_chains / rate:.3g} draws" if rate > 0 else "an unknown number of draws"
+            raise RuntimeError(
+                f"rejection found only {n_found} of {n_chains} zero-training-error initial states in "
+                f"{draws} prior draws (acceptance {rate:.2g}); {need} would be needed: raise max_draws "
+                f"or start the chains from trained solutions")
+        theta_PxD, fit_P = draw(jax.random.fold_in(key, b))
+        fit = np.asarray(fit_P)
+        if fit.any():
+            found.append(np.asarray(theta_PxD[np.flatnonzero(fit)]))
+            n_found += int(fit.sum())
+        draws += batch
+        b += 1
+    return np.concatenate(found)[:n_chains]
+
+
+# ---------------------------------------------------------------------------------------------
+# The device loop
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChainRunner:
+    """Two jitted device loops over C chains in whitened coordinates u_CxD.
+
+    runner(key, u_CxD, first_step) -> (u_CxD, kept): keep_per_call * thin ESS steps, summarised
+    every thin-th step. kept holds arrays (C, keep_per_call, ...): "words" (packed function on
+    E), "probe" (outputs on the first N_PROBE test inputs), "norm" (|theta|), "test_error" (on E),
+    "proposals" (ESS proposals, i.e. forward passes on S, since the previous kept sample); and
+    "lockstep_proposals" (keep_per_call,): the proposals the vmapped loop actually paid for (the
+    slowest chain sets the length of each step's while loop).
+
+    runner.burn(key, u_CxD, first_step, n_steps) -> (u_CxD, lockstep_proposals): n_steps steps
+    (any number, traced) with nothing kept.
+
+    Precondition: every chain's state fits S (run_chains checks this)."""
+
+    run: Callable
+    burn_fn: Callable
+    keep_per_call: int
+    thin: int
+
+    @property
+    def steps_per_call(self) -> int:
+        return self.keep_per_call * self.thin
+
+    def __call__(self, key: jax.Array, u_CxD: jnp.ndarray, first_step: int):
+        return self.run(key, u_CxD, jnp.int32(first_step))
+
+    def burn(self, key: jax.Array, u_CxD: jnp.ndarray, first_step: int, n_steps: int):
+        return self.burn_fn(key, u_CxD, jnp.int32(first_step), jnp.int32(n_steps))
+
+
+def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 1) -> ChainRunner:
+    if keep_per_call < 1 or thin < 1:
+        raise ValueError(f"keep_per_call and thin must be >= 1, got {keep_per_call} and {thin}")
+    x_S, y_S = jnp.asarray(task.x_train), jnp.asarray(task.y_train)
+    x_E, y_E = jnp.asarray(task.x_test), jnp.asarray(task.y_test)
+    std_D = net.prior_std_D
+    n_probe = min(N_PROBE, len(task.test_idx))
+
+    def log_indicator(u_D):
+        fit = jnp.all((net.apply_flat(u_D * std_D, x_S) > 0) == y_S)
+        return jnp.where(fit, 0.0, -jnp.inf)
+
+    ess = blackjax.elliptical_slice(log_indicator, mean=jnp.zeros(net.n_params), cov=jnp.ones(net.n_params))
+    v_init, v_step = jax.vmap(ess.init), jax.vmap(ess.step)
+
+    def step(key, state, t):
+        """Global step t of every chain: chain c uses fold_in(fold_in(key, t), c)."""
+        keys_C = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), jnp.arange(len(state.logdensity)))
+        state, info = v_step(keys_C, state)
+        return state, info.subiter
+
+    def summarise(u_CxD):
+        theta_CxD = u_CxD * std_D
+        out_CxE = net.apply_population(theta_CxD, x_E)
+        return {
+            "words": pack_signs(out_CxE),
+            "probe": out_CxE[:, :n_probe],
+            "norm": jnp.linalg.norm(theta_CxD, axis=1),
+            "test_error": jnp.mean((out_CxE > 0) != y_E, axis=1),
+        }
+
+    @jax.jit
+    def run(key, u_CxD, first_step):
+        def keep_block(state, k):
+            steps = first_step + k * thin + jnp.arange(thin)
+            state, subiter_TxC = jax.lax.scan(lambda s, t: step(key, s, t), state, steps)
+            kept = summarise(state.position)
+            kept["proposals"] = subiter_TxC.sum(0)
+            kept["lockstep_proposals"] = subiter_TxC.max(1).sum()
+            return state, kept
+
+        state, kept = jax.lax.scan(keep_block, v_init(u_CxD), jnp.arange(keep_per_call))
+        # scan stacks along a leading K axis; the chain axis goes first
+        kept = {name: jnp.swapaxes(v, 0, 1) if v.ndim >= 2 else v for name, v in kept.items()}
+        return state.position, kept
+
+    @jax.jit
+    def burn(key, u_CxD, first_step, n_steps):
+        def body(t, carry):
+            state, lockstep = carry
+            state, subiter_C = step(key, state, t)
+            return state, lockstep + subiter_C.max()
+
+        state, lockstep = jax.lax.fori_loop(first_step, first_step + n_steps, body, (v_init(u_CxD), jnp.int32(0)))
+        return state.position, lockstep
+
+    return ChainRunner(run, burn, keep_per_call, thin)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host loop: burn-in, chunking, streaming counts
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChainRun:
+    """What one run_chains call leaves on the host (never the kept parameters themselves)."""
+
+    counts: dict[str, int]  # function on E (hex, study.encoding) -> kept samples computing it
+    traces: dict[str, np.ndarray]  # summary name -> (C, n_keep), for diagnostics()
+    u_CxD: np.ndarray  # final states, whitened
+    theta_CxD: np.ndarray  # final states, parameters
+    next_step: int  # global index of the next step: pass this run as `init` to continue it
+    lockstep_proposals: int  # iterations the vmapped ESS loops ran (each a forward pass of all C chains on S)
+    seconds: float
+
+
+def count_functions(words_NxW: np.ndarray, n_test: int) -> Counter:
+    """Counter of hex functions (study.encoding) from packed words; hex is made once per distinct row."""
+    unique_UxW, counts_U = np.unique(words_NxW, axis=0, return_counts=True)
+    return Counter(dict(zip(words_to_hex(unique_UxW, n_test), counts_U.tolist())))
+
+
+def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, thin: int = 1,
+               burn_in: int = 0, keep_per_call: int | None = None,
+               runner: ChainRunner | None = None) -> ChainRun:
+    """Run C chains: burn_in steps discarded, then n_keep samples per chain, one every thin steps,
+    in device calls of keep_per_call samples (must divide n_keep; default gcd(n_keep, 64)).
+
+    init: theta_CxD (each row must fit S) or a previous ChainRun, which is continued from its final
+    state and step: run(key, n_keep=a) then run(key, that, n_keep=b) equals run(key, n_keep=a+b).
+    runner: reuse a compiled make_chain_runner(...) (must match thin and keep_per_call)."""
+    if runner is None:
+        runner = make_chain_runner(net, task, keep_per_call or math.gcd(n_keep, 64), thin)
+    if runner.thin != thin or (keep_per_call is not None and runner.keep_per_call != keep_per_call):
+        raise ValueError(f"runner has thin={runner.thin}, keep_per_call={runner.keep_per_call}; "
+                         f"asked for thin={thin}, keep_per_call={keep_per_call}")
+    K = runner.keep_per_call
+    if n_keep < 1 or n_keep % K:
+        raise ValueError(f"n_keep={n_keep} must be a positive multiple of keep_per_call={K}")
+    if isinstance(init, ChainRun):
+        u_CxD, step = jnp.asarray(init.u_CxD), init.next_step
+    else:
+        check_fits(net, task, init)
+        u_CxD, step = jnp.asarray(init) / net.prior_std_D, 0
+
+    start = time.perf_counter()
+    lockstep = 0
+    if burn_in > 0:
+        u_CxD, burn_lockstep = runner.burn(key, u_CxD, step, burn_in)
+        lockstep, step = int(burn_lockstep), step + burn_in
+
+    n_test = len(task.test_idx)
+    counts: Counter[str] = Counter()
+    pieces: dict[str, list[np.ndarray]] = {}
+
+    def absorb(kept):
+        nonlocal lockstep
+        kept = jax.device_get(kept)
+        words = kept.pop("words")
+        counts.update(count_functions(words.reshape(-1, words.shape[-1]), n_test))
+        lockstep += int(kept.pop("lockstep_proposals").sum())
+        probe = kept.pop("probe")
+        for i in range(probe.shape[-1]):
+            pieces.setdefault(f"out_E{i}", []).append(probe[..., i])
+        for name, value in kept.items():
+            pieces.setdefault(name, []).append(value)
+
+    pending = None
+    for _ in range(n_keep // K):
+        u_CxD, kept = runner(key, u_CxD, step)  # dispatched asynchronously...
+        step += runner.steps_per_call
+        if pending is not None:
+            absorb(pending)  # ...while the host counts the previous call's functions
+        pending = kept
+    absorb(pending)
+
+    u_CxD = np.asarray(u_CxD)
+    return ChainRun(
+        counts=dict(counts),
+        traces={name: np.concatenate(parts, axis=1) for name, parts in pieces.items()},
+        u_CxD=u_CxD, theta_CxD=np.asarray(u_CxD * np.asarray(net.prior_std_D)),
+        next_step=step,
+        lockstep_proposals=lockstep, seconds=time.perf_counter() - start,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Convergence diagnostics
+# ---------------------------------------------------------------------------------------------
+
+def diagnostics(traces: dict[str, np.ndarray], threshold: float = RHAT_THRESHOLD) -> pd.DataFrame:
+    """One row per traced summary: split R-hat and effective sample size over all chains
+    (numpyro.diagnostics), mean and sd. Warns (ConvergenceWarning) naming each summary whose
+    R-hat exceeds threshold. A summary constant across every chain has R-hat NaN (0/0): no warning;
+    chains stuck at different constants have R-hat inf."""
+    rows = []
+    for name, x_CxN in traces.items():
+        x = np.asarray(x_CxN, np.float64)
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 4:
+            raise ValueError(f"trace {name!r} must have shape (chains, draws >= 4), got {x.shape}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r_hat = float(split_gelman_rubin(x))
+            ess = float(effective_sample_size(x))
+        rows.append({"summary": name, "r_hat": r_hat, "ess": ess, "mean": x.mean(), "sd": x.std(),
+                     "chains": x.shape[0], "draws": x.shape[1]})
+        if r_hat > threshold:
+            warnings.warn(f"MCMC summary {name!r} has split R-hat {r_hat:.4g} > {threshold}: "
+                          "the chains have not mixed", ConvergenceWarning, stacklevel=2)
+    return pd.DataFrame(rows, columns=["summary", "r_hat", "ess", "mean", "sd", "chains", "draws"])

@@ -1,0 +1,462 @@
+"""P_B(f|S) in function space for the infinite-width network (NNGP).
+
+With z ~ N(0, K) over the inputs S then E (rows of K ordered S first, then E),
+P_B(f|S) = P(sign z_S = t_S, sign z_E = f) / P(sign z_S = t_S): a ratio of two Gaussian orthant
+probabilities. Two independent ways to get it:
+
+* expectation propagation (EP) with step site likelihoods, the estimator Mingard et al. (2021)
+  used; deterministic, cheap, but biased by an amount we measure against a numerical orthant
+  probability (scipy's Genz integrator) in dimensions up to ~12;
+* exact sampling of the truncated Gaussian z | sign z_S = t_S, by rejection (exact, only while
+  P(S) is not tiny) and by elliptical slice sampling (exact in the limit, any P(S)); the
+  frequencies of sign z_E estimate P_B(f|S) without any approximation of the posterior.
+
+Signs are +-1 (a bool array is read as True = +1); a function on E is the bit string of positive
+outputs, written as hex by `study.encoding`. EP runs in float64 numpy/scipy (N is at most a few
+hundred); the samplers run in jax, with the population (draws or chains) as the first axis.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import enable_x64
+from scipy.linalg import cholesky, solve_triangular
+from scipy.special import log_ndtr
+from scipy.stats import multivariate_normal
+
+from study.encoding import hex_to_bits, pack_signs, words_to_hex
+from study.network import Network
+
+_LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
+_TAU_FLOOR = 1e-300  # site precisions that underflowed: the site is flat, its terms vanish
+
+
+class EPNotConverged(RuntimeError):
+    """EP site parameters still moving after max_sweeps sweeps."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel and sign conventions
+
+
+def nngp_kernel(net: Network, x_NxI: np.ndarray) -> np.ndarray:
+    """The NNGP kernel K_NxN of `net` in float64, symmetrised.
+
+    Computed under jax x64 because near-duplicate inputs give correlations close to 1 and
+    float32 would lose the small eigenvalues the orthant probabilities depend on."""
+    with enable_x64():
+        K_NxN = np.asarray(net.kernel_fn(jnp.asarray(x_NxI, jnp.float64), None, "nngp"), np.float64)
+    return 0.5 * (K_NxN + K_NxN.T)
+
+
+def as_signs(y_N) -> np.ndarray:
+    """+-1 float64 signs from a bool array (True = +1) or an array of +-1."""
+    y = np.asarray(y_N)
+    if y.dtype == bool:
+        return np.where(y, 1.0, -1.0)
+    if not np.all(np.abs(y) == 1):
+        raise ValueError("signs must be bool or +-1; got other values (is this a 0/1 array?)")
+    return y.astype(np.float64)
+
+
+def function_bits(functions, n_E: int) -> np.ndarray:
+    """(F, n_E) bool from a list of hex strings (study.encoding) or a bool array (F, n_E)."""
+    if isinstance(functions, np.ndarray) and functions.dtype == bool:
+        if functions.ndim != 2 or functions.shape[1] != n_E:
+            raise ValueError(f"function bits must have shape (F, {n_E}); got {functions.shape}")
+        return functions
+    return np.stack([hex_to_bits(h, n_E) for h in functions]).reshape(-1, n_E)
+
+
+def correlation(K_NxN: np.ndarray, jitter: float = 1e-6) -> np.ndarray:
+    """K rescaled to unit diagonal, with `jitter` added to the diagonal and renormalised.
+
+    Orthant probabilities do not change under positive rescaling of each coordinate, so working
+    with the correlation matrix loses nothing and makes `jitter` a relative quantity: it shrinks
+    every correlation by the factor 1/(1+jitter), so its effect is O(jitter) on every answer."""
+    K = np.asarray(K_NxN, np.float64)
+    d_N = np.sqrt(np.diag(K))
+    C = K / np.outer(d_N, d_N)
+    return (0.5 * (C + C.T) + jitter * np.eye(len(C))) / (1 + jitter)
+
+
+# ---------------------------------------------------------------------------------------------
+# Expectation propagation for log P(s_i z_i > 0 for all i), z ~ N(0, C)
+
+
+def _tilted_sites(s_N, mu_cav_N, var_cav_N):
+    """Natural parameters (tau, nu) of the Gaussian sites matching the moments of
+    N(z; mu_cav, var_cav) 1[s z > 0], and its log normaliser log Phi(s mu_cav / sd_cav).
+
+    The noiseless limit of probit classification (Rasmussen & Williams eq. 3.58 with the probit
+    noise variance 1 -> 0). With r = phi(u)/Phi(u) the truncated variance is var_cav * (1 - r(u + r)),
+    and the site parameters are written so that nothing is subtracted that could cancel."""
+    sd_N = np.sqrt(var_cav_N)
+    u_N = s_N * mu_cav_N / sd_N
+    log_Z_N = log_ndtr(u_N)
+    r_N = np.exp(-0.5 * u_N**2 - _LOG_SQRT_2PI - log_Z_N)
+    u_plus_r_N = np.maximum(u_N + r_N, 0.0)  # > 0 in exact arithmetic (Mills ratio bound)
+    shrink_N = np.maximum(1.0 - r_N * u_plus_r_N, 1e-300)  # var_hat / var_cav, in (0, 1]
+    tau_N = r_N * u_plus_r_N / (var_cav_N * shrink_N)
+    nu_N = s_N * r_N * (u_N * u_plus_r_N + 1.0) / (sd_N * shrink_N)
+    return tau_N, nu_N, log_Z_N
+
+
+def _posterior(C_NxN, tau_N, nu_N):
+    """Covariance and mean of N(0, C) times the sites, via B = I + T^1/2 C T^1/2 (R&W 3.6.3),
+    which stays well conditioned however large or small the site precisions are."""
+    sq_N = np.sqrt(tau_N)
+    L_B = cholesky(np.eye(len(tau_N)) + sq_N[:, None] * C_NxN * sq_N[None, :], lower=True)
+    V_NxN = solve_triangular(L_B, sq_N[:, None] * C_NxN, lower=True)
+    Sigma_NxN = C_NxN - V_NxN.T @ V_NxN
+    return Sigma_NxN, Sigma_NxN @ nu_N, L_B
+
+
+def _cavity(Sigma_NxN, mu_N, tau_N, nu_N):
+    diag_N = np.diag(Sigma_NxN)
+    var_cav_N = 1.0 / (1.0 / diag_N - tau_N)
+    return var_cav_N * (mu_N / diag_N - nu_N), var_cav_N
+
+
+def _ep_log_z(s_N, tau_N, nu_N, Sigma_NxN, mu_N, L_B) -> float:
+    """EP approximation of the log normaliser (R&W eq. 3.65, noiseless sites):
+    sum_i log Z_hat_i + log N(mu_site; 0, C + Sigma_site) + the site normalisers, with the
+    log(tau) terms of the determinant and of the site normalisers cancelled analytically."""
+    mu_cav_N, var_cav_N = _cavity(Sigma_NxN, mu_N, tau_N, nu_N)
+    log_Z_hat = log_ndtr(s_N * mu_cav_N / np.sqrt(var_cav_N)).sum()
+    log_det = 0.5 * np.log1p(tau_N * var_cav_N).sum() - np.log(np.diag(L_B)).sum()
+    b_N = solve_triangular(L_B, nu_N / np.sqrt(tau_N), lower=True)
+    quad = -0.5 * b_N @ b_N
+    site_quad = ((tau_N * mu_cav_N - nu_N) ** 2 / (2 * tau_N * (1 + tau_N * var_cav_N))).sum()
+    return float(log_Z_hat + log_det + quad + site_quad)
+
+
+def _ep_fit(C_NxN, s_N, *, parallel, damping, tol, max_sweeps, tau0_N=None, nu0_N=None):
+    """Run EP to convergence; returns (log Z_EP, tau_N, nu_N, sweeps).
+
+    Sequential sweeps update one site at a time with a rank-one update of Sigma (R&W
+    Algorithm 3.5) and recompute Sigma from scratch after each sweep so rounding cannot
+    accumulate; parallel sweeps update all sites from the same posterior (cheaper per sweep in
+    Python, but may oscillate without damping). Step sites are log-concave, so every site
+    precision is >= 0 and every cavity is a proper Gaussian."""
+    N = len(s_N)
+    tau_N = np.zeros(N) if tau0_N is None else np.array(tau0_N, np.float64)
+    nu_N = np.zeros(N) if nu0_N is None else np.array(nu0_N, np.float64)
+    Sigma, mu, L_B = _posterior(C_NxN, np.maximum(tau_N, 0.0), nu_N)
+    for sweep in range(1, max_sweeps + 1):
+        tau_old, nu_old = tau_N.copy(), nu_N.copy()
+        if parallel:
+            mu_cav, var_cav = _cavity(Sigma, mu, tau_N, nu_N)
+            tau_new, nu_new, _ = _tilted_sites(s_N, mu_cav, var_cav)
+            tau_N = (1 - damping) * tau_N + damping * tau_new
+            nu_N = (1 - damping) * nu_N + damping * nu_new
+        else:
+            for i in range(N):
+                var_cav = 1.0 / (1.0 / Sigma[i, i] - tau_N[i])
+                mu_cav = var_cav * (mu[i] / Sigma[i, i] - nu_N[i])
+                tau_new, nu_new, _ = _tilted_sites(s_N[i], mu_cav, var_cav)
+                tau_i = (1 - damping) * tau_N[i] + damping * tau_new
+                d_tau = tau_i - tau_N[i]
+                tau_N[i], nu_N[i] = tau_i, (1 - damping) * nu_N[i] + damping * nu_new
+                col_N = Sigma[:, i].copy()
+                Sigma -= (d_tau / (1.0 + d_tau * col_N[i])) * np.outer(col_N, col_N)
+                mu = Sigma @ nu_N
+        tau_N = np.maximum(tau_N, _TAU_FLOOR)
+        Sigma, mu, L_B = _posterior(C_NxN, tau_N, nu_N)
+        change = max(
+            np.max(np.abs(tau_N - tau_old) / np.maximum(1.0, np.abs(tau_N))),
+            np.max(np.abs(nu_N - nu_old) / np.maximum(1.0, np.abs(nu_N))),
+        )
+        if change < tol:
+            return _ep_log_z(s_N, tau_N, nu_N, Sigma, mu, L_B), tau_N, nu_N, sweep
+    raise EPNotConverged(
+        f"EP did not converge in {max_sweeps} {'parallel' if parallel else 'sequential'} sweeps "
+        f"(N={N}, damping={damping}, last relative site change {change:.2e} > tol={tol:.1e}); "
+        "try damping < 1, sequential updates, or more sweeps"
+    )
+
+
+def ep_log_orthant(
+    K_NxN: np.ndarray,
+    signs_N,
+    jitter: float = 1e-6,
+    *,
+    parallel: bool = False,
+    damping: float = 1.0,
+    tol: float = 1e-8,
+    max_sweeps: int = 200,
+) -> float:
+    """EP approximation of log P(signs_i z_i > 0 for all i), z ~ N(0, K).
+
+    Raises EPNotConverged when the site parameters still change by more than `tol` (relative)
+    after `max_sweeps` sweeps. Exact for N = 1; for N >= 2 it is an approximation whose error we
+    measure against `orthant_log_prob_scipy` (tests/test_nngp.py)."""
+    s_N = as_signs(signs_N)
+    if len(s_N) == 0:
+        return 0.0
+    C = correlation(K_NxN, jitter)
+    return _ep_fit(C, s_N, parallel=parallel, damping=damping, tol=tol, max_sweeps=max_sweeps)[0]
+
+
+def ep_log_pb(K_full, y_S_signs, f_E_signs, jitter: float = 1e-6, **ep_options) -> float:
+    """EP estimate of log P_B(f|S) = log P(sign z = (y_S, f_E)) - log P(sign z_S = y_S).
+
+    K_full is the kernel on S then E (|S| + |E| rows)."""
+    y_S, f_E = as_signs(y_S_signs), as_signs(f_E_signs)
+    if len(K_full) != len(y_S) + len(f_E):
+        raise ValueError(f"K_full has {len(K_full)} rows; expected |S| + |E| = {len(y_S)} + {len(f_E)}")
+    C = correlation(K_full, jitter)
+    m = len(y_S)
+    log_S = ep_log_orthant(C[:m, :m], y_S, 0.0, **ep_options)
+    return ep_log_orthant(C, np.concatenate([y_S, f_E]), 0.0, **ep_options) - log_S
+
+
+def ep_log_pb_many(K_full, y_S_signs, functions_E, jitter: float = 1e-6, **ep_options) -> np.ndarray:
+    """log P_B(f|S) for many functions f on E (hex strings or a bool array (F, |E|)): one EP on
+    S, then one EP on S + E per function, warm-started from the converged S sites (the E sites
+    start flat), which converges to the same fixed point in fewer sweeps."""
+    y_S = as_signs(y_S_signs)
+    m = len(y_S)
+    n_E = len(K_full) - m
+    f_FxE = function_bits(functions_E, n_E)
+    C = correlation(K_full, jitter)
+    opts = dict(parallel=False, damping=1.0, tol=1e-8, max_sweeps=200) | ep_options
+    if m:
+        log_S, tau_S, nu_S, _ = _ep_fit(C[:m, :m], y_S, **opts)
+    else:
+        log_S, tau_S, nu_S = 0.0, np.zeros(0), np.zeros(0)
+    tau0_N = np.concatenate([tau_S, np.zeros(n_E)])
+    nu0_N = np.concatenate([nu_S, np.zeros(n_E)])
+    log_pb_F = np.empty(len(f_FxE))
+    for k, f_E in enumerate(f_FxE):
+        s_N = np.concatenate([y_S, as_signs(f_E)])
+        log_pb_F[k] = _ep_fit(C, s_N, tau0_N=tau0_N, nu0_N=nu0_N, **opts)[0] - log_S
+    return log_pb_F
+
+
+# ---------------------------------------------------------------------------------------------
+# Numerical reference
+
+
+def orthant_log_prob_scipy(K_NxN: np.ndarray, signs_N, rel_err: float = 1e-4, seed: int = 0) -> float:
+    """log P(signs_i z_i > 0 for all i) by scipy's randomised quasi-Monte Carlo (Genz) integral.
+
+    P(s z > 0) = P(w <= 0) for w = -diag(s) z ~ N(0, D C D). scipy 1.17 ignores `releps` and
+    stops on `abseps` alone (3 standard errors of its batch estimates) or silently at `maxpts`,
+    so a rough first pass sets abseps = rel_err * P for the final one, and the final one is run
+    with two seeds: if they differ by more than 2 abseps the integrator has not reached its
+    target (this happens for tiny P with near-singular C) and we raise rather than return a
+    wrong reference. Meant for N <= ~12; the cost grows quickly with N and with 1/P."""
+    s_N = as_signs(signs_N)
+    N = len(s_N)
+    cov = correlation(K_NxN, 0.0) * np.outer(s_N, s_N)
+
+    def cdf(abseps: float, seed: int) -> float:
+        return float(multivariate_normal.cdf(np.zeros(N), cov=cov, abseps=abseps, releps=0.0,
+                                             rng=np.random.default_rng(seed)))
+
+    abseps = 1e-3
+    p = cdf(abseps, seed)
+    while abseps > rel_err * p:
+        if abseps < 1e-300:
+            raise FloatingPointError("orthant probability too small for the scipy reference")
+        abseps = rel_err * p if p > 10 * abseps else abseps * 1e-2
+        p = cdf(abseps, seed)
+    p_check = cdf(abseps, seed + 1)
+    if abs(p - p_check) > 2 * abseps:
+        raise FloatingPointError(
+            f"scipy orthant integral unreliable: {p:.6e} and {p_check:.6e} with two seeds, "
+            f"target error {abseps:.1e}")
+    return float(np.log(0.5 * (p + p_check)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact sampling of the truncated Gaussian (jax; population first)
+
+
+def _cholesky(K_NxN: np.ndarray, jitter: float) -> jnp.ndarray:
+    """Lower Cholesky factor (float64 on the host, then float32) of the same jittered
+    correlation matrix EP uses: signs are all we record, and they do not see the scale of K."""
+    return jnp.asarray(cholesky(correlation(K_NxN, jitter), lower=True), jnp.float32)
+
+
+def _count_words(words_PxW: np.ndarray, n_E: int) -> Counter:
+    """Counts of functions, converting only the distinct rows to hex."""
+    if len(words_PxW) == 0:
+        return Counter()
+    unique_UxW, n_U = np.unique(words_PxW.reshape(len(words_PxW), -1), axis=0, return_counts=True)
+    return Counter(dict(zip(words_to_hex(unique_UxW, n_E), n_U.tolist())))
+
+
+@partial(jax.jit, static_argnames=("batch",))
+def _rejection_batch(key, L_NxN, y_pos_S, batch: int):
+    """One batch of prior draws z_PxN = eps L^T: which fit S, and their packed signs on E."""
+    m = y_pos_S.shape[0]
+    z_PxN = jax.random.normal(key, (batch, L_NxN.shape[0])) @ L_NxN.T
+    fit_P = jnp.all((z_PxN[:, :m] > 0) == y_pos_S, axis=1)
+    return fit_P, pack_signs(z_PxN[:, m:])
+
+
+def rejection_function_counts(key: jax.Array, K_full, y_S, n_draws: int, batch: int = 4096,
+                              jitter: float = 1e-6, in_flight: int = 8) -> dict:
+    """Exact P_B(f|S) counts by rejection: draw z ~ N(0, K) in batches (key fold_in(key, b)),
+    keep the draws whose signs on S equal y_S, count their functions on E.
+
+    ceil(n_draws / batch) whole batches are drawn; at most `in_flight` batches are held at once,
+    so memory does not grow with n_draws. Returns draws, accepted, counts (hex -> int), seconds,
+    with the same keys as study.rejection.sample_chunk."""
+    start = time.perf_counter()
+    L_NxN = _cholesky(K_full, jitter)
+    y_pos_S = jnp.asarray(as_signs(y_S) > 0)
+    n_E = len(K_full) - len(y_pos_S)
+    n_batches = -(-n_draws // batch)
+    counts: Counter[str] = Counter()
+    accepted = 0
+    pending = []
+
+    def consume(fit_P, words_PxW):
+        nonlocal accepted
+        fit = np.asarray(fit_P)
+        accepted += int(fit.sum())
+        counts.update(_count_words(np.asarray(words_PxW)[fit], n_E))
+
+    for b in range(n_batches):
+        pending.append(_rejection_batch(jax.random.fold_in(key, b), L_NxN, y_pos_S, batch))
+        if len(pending) >= in_flight:
+            consume(*pending.pop(0))
+    for result in pending:
+        consume(*result)
+    return {"draws": n_batches * batch, "accepted": accepted, "counts": dict(counts),
+            "seconds": time.perf_counter() - start}
+
+
+def _feasible(z_N, y_pos_S):
+    return jnp.all((z_N[: y_pos_S.shape[0]] > 0) == y_pos_S)
+
+
+def _ess_step(key, z_N, L_NxN, y_pos_S, max_shrinks: int = 200):
+    """One elliptical slice sampling transition (Murray, Adams & MacKay 2010) for N(0, K)
+    times the indicator of {sign z_S = y_S}.
+
+    With a 0/1 likelihood the slice height log u + log L(z) = log u < 0 is exceeded exactly by
+    the feasible points, so the slice test is just feasibility and u need not be drawn. The
+    bracket shrinks towards theta = 0 (the current, feasible point), so the loop ends; the cap
+    only guards against a current point sitting exactly on a boundary, in which case we stay."""
+    k_nu, k_theta, k_shrink = jax.random.split(key, 3)
+    nu_N = L_NxN @ jax.random.normal(k_nu, z_N.shape)
+    theta = jax.random.uniform(k_theta, maxval=2 * jnp.pi)
+
+    def propose(theta):
+        return z_N * jnp.cos(theta) + nu_N * jnp.sin(theta)
+
+    def not_done(state):
+        theta, _, _, i = state
+        return ~_feasible(propose(theta), y_pos_S) & (i < max_shrinks)
+
+    def shrink(state):
+        theta, lo, hi, i = state
+        lo, hi = jnp.where(theta < 0, theta, lo), jnp.where(theta < 0, hi, theta)
+        return jax.random.uniform(jax.random.fold_in(k_shrink, i), minval=lo, maxval=hi), lo, hi, i + 1
+
+    theta, _, _, n_shrinks = jax.lax.while_loop(not_done, shrink, (theta, theta - 2 * jnp.pi, theta, jnp.int32(0)))
+    z_new = propose(theta)
+    return jnp.where(_feasible(z_new, y_pos_S), z_new, z_N), n_shrinks
+
+
+@jax.jit
+def _ess_advance(key, z_CxN, L_NxN, y_pos_S, n_steps):
+    """n_steps transitions of every chain, nothing recorded (burn-in)."""
+    def chain(key, z_N):
+        return jax.lax.fori_loop(
+            0, n_steps, lambda t, z: _ess_step(jax.random.fold_in(key, t), z, L_NxN, y_pos_S)[0], z_N)
+    return jax.vmap(chain)(jax.random.split(key, z_CxN.shape[0]), z_CxN)
+
+
+@partial(jax.jit, static_argnames=("n_kept", "thin"))
+def _ess_segment(key, z_CxN, L_NxN, y_pos_S, n_kept: int, thin: int):
+    """n_kept * thin transitions of every chain, recording each thin-th state's function on E
+    (packed words) and two scalar traces for diagnostics."""
+    m = y_pos_S.shape[0]
+
+    def chain(key, z_N):
+        def kept(z_N, key):
+            def step(t, carry):
+                z, shrinks = carry
+                z, n = _ess_step(jax.random.fold_in(key, t), z, L_NxN, y_pos_S)
+                return z, shrinks + n
+            z_N, shrinks = jax.lax.fori_loop(0, thin, step, (z_N, jnp.int32(0)))
+            z_E = z_N[m:]
+            return z_N, (pack_signs(z_E[None])[0], z_E.mean(), (z_E > 0).mean(), shrinks)
+        return jax.lax.scan(kept, z_N, jax.random.split(key, n_kept))
+
+    return jax.vmap(chain)(jax.random.split(key, z_CxN.shape[0]), z_CxN)
+
+
+@partial(jax.jit, static_argnames=("n_chains",))
+def _orthant_start(key, L_NxN, y_pos_S, n_chains: int):
+    """Feasible starting points: prior draws with |z_S| given the signs y_S. Not draws from the
+    target (burn-in removes them), but dispersed over the orthant like the target."""
+    m = y_pos_S.shape[0]
+    z_CxN = jax.random.normal(key, (n_chains, L_NxN.shape[0])) @ L_NxN.T
+    return z_CxN.at[:, :m].set(jnp.where(y_pos_S, 1.0, -1.0) * jnp.abs(z_CxN[:, :m]))
+
+
+@dataclass(frozen=True)
+class ESSResult:
+    counts: dict[str, int]  # function on E (hex) -> number of kept samples, all chains together
+    n_kept: int  # kept samples per chain
+    zE_mean_CxT: np.ndarray  # mean of z / sqrt(diag K) over E, per chain and kept sample (R-hat, ESS)
+    fE_frac_CxT: np.ndarray  # fraction of E with positive output, per chain and kept sample
+    mean_shrinks: float  # bracket shrinks per transition: the cost of one ESS step
+    words_CxTxW: np.ndarray | None  # packed functions on E per chain and kept sample, if asked
+    seconds: float
+
+
+def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int, burn_in: int,
+                        thin: int = 1, init=None, jitter: float = 1e-6, kept_per_segment: int = 256,
+                        return_words: bool = False) -> ESSResult:
+    """P_B(f|S) counts by elliptical slice sampling of z ~ N(0, K) restricted to sign z_S = y_S.
+
+    Each of n_chains chains (vmapped) makes burn_in transitions, then n_steps more of which every
+    thin-th is kept (n_steps // thin per chain). ESS is exact for a Gaussian prior times an
+    indicator likelihood and needs no tuning or gradients. `init` (n_chains, N) must satisfy the
+    constraint; by default chains start from prior draws folded into the orthant. Kept samples
+    are produced in segments of `kept_per_segment` (keys fold_in(key, segment)), so device
+    memory is bounded; the last segment runs whole and is truncated, keeping one compilation."""
+    start = time.perf_counter()
+    L_NxN = _cholesky(K_full, jitter)
+    y_pos_S = jnp.asarray(as_signs(y_S) > 0)
+    n_E = len(K_full) - len(y_pos_S)
+    k_init, k_burn, k_sample = jax.random.split(key, 3)
+    if init is None:
+        z_CxN = _orthant_start(k_init, L_NxN, y_pos_S, n_chains)
+    else:
+        z_CxN = jnp.asarray(init, jnp.float32)
+        if z_CxN.shape != (n_chains, len(K_full)):
+            raise ValueError(f"init has shape {z_CxN.shape}; expected {(n_chains, len(K_full))}")
+    if not bool(jax.vmap(_feasible, (0, None))(z_CxN, y_pos_S).all()):
+        raise ValueError("initial states must have sign z_S = y_S (strictly) in every chain")
+    z_CxN = _ess_advance(k_burn, z_CxN, L_NxN, y_pos_S, burn_in)
+
+    n_kept = n_steps // thin
+    seg = max(1, min(n_kept, kept_per_segment))
+    outputs = []
+    for j in range(-(-n_kept // seg)):
+        z_CxN, out = _ess_segment(jax.random.fold_in(k_sample, j), z_CxN, L_NxN, y_pos_S, seg, thin)
+        outputs.append(jax.device_get(out))
+    words, zE_mean, fE_frac, shrinks = (
+        np.concatenate([o[i] for o in outputs], axis=1)[:, :n_kept] if outputs else np.zeros((n_chains, 0))
+        for i in range(4)
+    )
+    counts = _count_words(words.reshape(n_chains * n_kept, -1), n_E) if n_kept else Counter()
+    return ESSResult(
+        counts=dict(counts), n_kept=n_kept, zE_mean_CxT=zE_mean, fE_frac_CxT=fE_frac,
+        mean_shrinks=float(shrinks.mean() / thin) if n_kept else float("nan"),
+        words_CxTxW=words if return_words else None, seconds=time.perf_counter() - start,
+    )
