@@ -96,7 +96,7 @@ def paper_macros(cfg, out: dict) -> dict:
         m |= {"McmcChains": int(s["chains"]), "McmcSamples": int(s["samples"]), "McmcThin": int(s["thin"]),
               "McmcBurnIn": int(s["burn_in"]), "McmcDistinct": int(s["distinct_functions"]),
               "McmcRhatMin": float(s["r_hat_min"]), "McmcRhatMax": float(s["r_hat_max"]),
-              "McmcEssMin": float(s["ess_min"]), "McmcInit": s["init"],
+              "McmcEssMin": float(s["ess_min"]), "McmcInit": s["init"].replace("_", r"\_"),
               "McmcSamplesPerSecond": int(round(s["samples_per_second"]))}
     if "nngp_summary" in out:
         s = out["nngp_summary"].iloc[0]

@@ -16,7 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from study import rejection, sgd
+import warnings
+
+from study import mcmc, nngp, rejection, sgd
 from study.config import NetworkConfig, SGDConfig, SGDSetting
 from study.network import build_network
 from study.tasks import make_task
@@ -126,6 +128,56 @@ def bench_sgd(peak, net, task, setting, runs, loop_runs):
     return pop_rate / loop_rate
 
 
+def bench_mcmc_vs_rejection(net, ms, chains, n_keep, thin, rej_draws):
+    """Per training-set size m: rejection's accepted (independent) samples per second against
+    MCMC's effective samples per second (the smallest ESS over the traced summaries, per second
+    of sampling after burn-in). Chains start from SGD solutions, so every m is reachable."""
+    print(f"\n[MCMC vs rejection] 7-40-40-1, |E|=10; MCMC: {chains} chains, thin {thin}, {n_keep} kept per chain")
+    print(f"  {'m':>3} {'acceptance':>11} {'rejection acc/s':>16} {'MCMC ESS/s':>11} {'MCMC/rej':>9}")
+    setting = SGDSetting("init", "sgd", 0.1, 2, "ce")
+    crossover = None
+    for m in ms:
+        task = make_task(7, "majority", m, 10, 0)
+        batch_fn = rejection.make_batch_fn(net, task, 4096)
+        key = jax.random.key(0, impl="rbg")
+        rejection.sample_chunk(batch_fn, key, 2, 10)
+        res = rejection.sample_chunk(batch_fn, jax.random.fold_in(key, 1), rej_draws // 4096, 10)
+        acc_rate = res["accepted"] / res["seconds"]
+        cfg = SGDConfig(pool=chains, max_steps=10_000, check_every=4, settings=(setting,))
+        out = sgd.make_chunk_trainer(net, task, setting, cfg, 2 * chains, keep_params=True)(jax.random.key(m), 0)
+        theta0 = np.asarray(out["theta"])[np.asarray(out["fitted"])][:chains]
+        runner = mcmc.make_chain_runner(net, task, 32, thin)
+        burn = mcmc.run_chains(net, task, jax.random.key(1), theta0, n_keep=32, thin=thin, burn_in=200 * thin // 10,
+                               runner=runner, keep_per_call=32)
+        run = mcmc.run_chains(net, task, jax.random.key(1), burn, n_keep=n_keep, thin=thin, runner=runner,
+                              keep_per_call=32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            diag = mcmc.diagnostics(run.traces)
+        ess = float(diag.loc[diag["summary"] != "proposals", "ess"].min())
+        ess_rate = ess / run.seconds
+        ratio = ess_rate / acc_rate if acc_rate > 0 else float("inf")
+        if crossover is None and ratio > 1:
+            crossover = m
+        acc = res["accepted"] / res["draws"]
+        acc_text = f"{acc:11.2e}" if res["accepted"] else f"  <{1 / res['draws']:8.1e}"
+        print(f"  {m:>3} {acc_text} {acc_rate:16,.1f} {ess_rate:11,.1f} {ratio:9.2f}")
+    print(f"  MCMC yields more effective samples per second than rejection from m = {crossover} on"
+          if crossover else "  rejection wins at every m measured")
+
+
+def bench_ep(net, ms, n_functions):
+    """Seconds per function of EP's log P_B(f|S) on the NNGP kernel (warm-started from S's sites)."""
+    print(f"\n[NNGP EP] time per function, |E|=10, {n_functions} functions")
+    for m in ms:
+        task = make_task(7, "majority", m, 10, 0)
+        K = nngp.nngp_kernel(net, np.concatenate([task.x_train, task.x_test]))
+        fs = np.random.default_rng(0).random((n_functions, 10)) < 0.5
+        t = time.perf_counter()
+        nngp.ep_log_pb_many(K, task.y_train, fs)
+        print(f"  m={m:>3}: {1e3 * (time.perf_counter() - t) / n_functions:8.2f} ms per function")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -143,6 +195,8 @@ def main(argv=None) -> int:
     bench_sgd(peak, net, make_task(7, "majority", 32, 16, 0), SGDSetting("ref", "sgd", 0.1, 8, "ce"),
               8192 // scale, 40 // scale)
     bench_sgd(peak, net, quick_task, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale, 40 // scale)
+    bench_mcmc_vs_rejection(net, (10, 16, 24, 32), 256, 256 // scale, 10, 2**23 // scale)
+    bench_ep(net, (10, 32, 64), 200 // scale)
     return 0
 
 
