@@ -30,7 +30,7 @@ PYTEST_ARGS ?=
 STUDY_ARGS ?= $(if $(CI),--no-progress)
 TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
-FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators
+FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators fig_identity fig_geometry fig_accessibility
 FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf))
 MACROS = $(NAMES:%=results/%/macros.tex)
 FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py),$(wildcard figures/*.py))
@@ -46,7 +46,7 @@ export MPLBACKEND = Agg
 
 START_TIME := $(shell date +%s)
 
-.PHONY: all help venv tex check study sample train mcmc nngp analysis figures paper test bench smoke clean distclean FORCE
+.PHONY: all help venv tex check study sample train mcmc nngp geometry analysis figures paper test bench smoke clean distclean FORCE
 
 all: venv tex study analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
 	@s=$$(( $$(date +%s) - $(START_TIME) )); \
@@ -116,7 +116,7 @@ check: venv ## validate every experiment's config without computing anything
 
 study: $(NAMES:%=results/%/raw/stages.json) ## every stage of every experiment: results/<experiment>_<profile>/raw/*.csv
 
-sample train mcmc nngp: venv ## one stage (rejection | SGD | parameter-space MCMC | NNGP) of every experiment that has it
+sample train mcmc nngp geometry: venv ## one stage (rejection | SGD | parameter-space MCMC | NNGP | geometry of zero-error points) of every experiment that has it
 	@for c in $(CONFIGS); do \
 	  if $(PY) -c 'import sys; from study.config import load; s = {"sample": "rejection", "train": "sgd"}.get(sys.argv[2], sys.argv[2]); sys.exit(getattr(load(sys.argv[1]), s) is None)' $$c $@; then \
 	    $(PY) -m study $@ --config $$c $(STUDY_ARGS); fi; done

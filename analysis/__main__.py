@@ -6,9 +6,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from analysis import latex, tables
+from analysis import geometry, latex, tables
 from analysis.macros import macro_name, render
 from study.cli import load_or_report
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
@@ -52,6 +53,8 @@ def build(cfg, results: Path) -> Path:
         out["pb_estimates"] = tables.pb_estimates(estimators, ep)
     if cfg.nngp is not None:
         out["nngp_summary"] = raw["nngp_summary"]
+    if cfg.geometry is not None:
+        out |= geometry_tables(cfg, raw, joint)
 
     for name, frame in out.items():
         if "seed" not in frame:
@@ -65,11 +68,39 @@ def build(cfg, results: Path) -> Path:
     prefix = macro_prefix(cfg)
     atomic_write_text(results / cfg.name / "settings_table.tex", latex.settings_table(runs_sum, agreement))
     macros = paper_macros(cfg, out) | latex.summary_macros(agreement)
+    if cfg.geometry is not None:
+        macros |= geometry.geometry_macros(out) | {"GeoPointsPerPopulation": cfg.geometry.points,
+                                                   "GeoDelta": cfg.geometry.delta,
+                                                   "GeoMinPoints": cfg.analysis.geometry_min_points}
     if "estimators" in out:
         atomic_write_text(results / cfg.name / "estimators_table.tex", latex.estimators_table(out["estimators"]))
         macros |= latex.estimator_macros(out["estimators"], agreement)
     atomic_write_text(results / cfg.name / "macros.tex", render({prefix + k: v for k, v in macros.items()}))
     return out_dir
+
+
+def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    an = cfg.analysis
+    rng = np.random.default_rng(cfg.seed)
+    geom = raw["geometry"]
+    fn = geometry.by_function(geom, joint, cfg.reference)
+    fn["in_accessibility"] = geometry.in_accessibility(fn, an.count_threshold, an.geometry_min_points)
+    m = cfg.task.m
+    spectra = raw["geometry_identity"]
+    return {"geometry_identity": geometry.identity_summary(spectra, m),
+            "identity_spectra": spectra[spectra["index"] < m + 5].drop(columns=["config_hash", "seed"]),
+            "geometry_points": geom,
+            "geometry_summary": geometry.population_summary(geom),
+            "geometry_compare": geometry.compare_populations(geom, cfg.reference, rng, an.bootstrap, an.confidence),
+            "geometry_by_function": fn,
+            "geometry_paired": geometry.paired_by_function(fn, an.geometry_min_points),
+            "accessibility": geometry.accessibility(fn, an.count_threshold, an.geometry_min_points, rng,
+                                                    an.bootstrap, an.confidence),
+            "geometry_cost": pd.DataFrame([{
+                "points": int(raw["geometry_chunks"]["points"].sum()),
+                "seconds": float(raw["geometry_chunks"]["seconds"].sum()),
+                "seconds_per_point": float(raw["geometry_chunks"]["seconds"].sum() / raw["geometry_chunks"]["points"].sum()),
+                "n_params": int(geom["n_params"].iat[0]) if "n_params" in geom else -1}])}
 
 
 def macro_prefix(cfg) -> str:

@@ -101,6 +101,17 @@ def estimator_macros(estimators: pd.DataFrame, agreement: pd.DataFrame) -> dict:
                                   ESTIMATOR_NAMES[b].replace(" ", ""), r.statistic, *p)
         value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
         out |= {k(): value, k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+    # Cross-estimator total variations (full samples) against the half-sample floors: a summary
+    # the paper can state whatever the numbers are.
+    tv = estimators[estimators["statistic"] == "tv"]
+    pairs = tv["comparison"].map(_pair)
+    same = pairs.map(lambda p: p[0] == p[1])
+    cross, floors = tv[~same], tv[same]
+    if len(cross) and len(floors):
+        out |= {"EstCrossTvMin": float(cross["value"].min()), "EstCrossTvMax": float(cross["value"].max()),
+                "EstFloorTvMin": float(floors["value"].min()), "EstFloorTvMax": float(floors["value"].max()),
+                "EstCrossAboveFloors": int((cross["value"] > floors["value"].max()).sum()),
+                "EstCrossPairs": len(cross)}
     ep = agreement[(agreement["comparison"] == "sgd_vs_nngp_ep") & (agreement["statistic"] == "pearson_log")]
     if len(ep):
         out["SgdEpPearsonMin"], out["SgdEpPearsonMax"] = float(ep["value"].min()), float(ep["value"].max())

@@ -243,4 +243,7 @@ def read_raw(raw_dir: Path, cfg: ExperimentConfig) -> dict:
         out["mcmc_diagnostics"], out["mcmc_chunks"] = read("mcmc_diagnostics.csv"), read("mcmc_chunks.csv")
     if cfg.nngp is not None:
         out["nngp_ep"], out["nngp_summary"] = read("nngp_ep.csv"), read("nngp_summary.csv")
+    if cfg.geometry is not None:
+        out["geometry"], out["geometry_identity"] = read("geometry.csv"), read("geometry_identity.csv")
+        out["geometry_chunks"] = read("geometry_chunks.csv")
     return out

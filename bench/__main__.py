@@ -18,7 +18,7 @@ import optax
 
 import warnings
 
-from study import mcmc, nngp, rejection, sgd
+from study import geometry, mcmc, nngp, rejection, sgd
 from study.config import NetworkConfig, SGDConfig, SGDSetting
 from study.network import build_network
 from study.tasks import make_task
@@ -178,6 +178,27 @@ def bench_ep(net, ms, n_functions):
         print(f"  m={m:>3}: {1e3 * (time.perf_counter() - t) / n_functions:8.2f} ms per function")
 
 
+def bench_geometry(net, ms, points):
+    """Seconds per point of every geometry measure (study/geometry.py, both losses, batched over
+    points) against the baseline of a dense Hessian and its full eigendecomposition (one loss)."""
+    print(f"\n[geometry] 7-40-40-1 (D={net.n_params}), {points} points per batch, quick-profile settings")
+    for m in ms:
+        task = make_task(7, "majority", m, 10, 0)
+        y = np.where(task.y_train, 1.0, -1.0)
+        measure = geometry.make_point_measures(net, task.x, task.train_idx, y, top_k=10, lanczos_matvecs=40,
+                                               hutchinson_samples=64, delta=1e-3, directions=64,
+                                               radii_G=np.geomspace(1e-3, 100, 48))
+        theta = mcmc.init_from_rejection(net, task, jax.random.key(0), points, max_draws=2**26) if m <= 16 else \
+            jax.vmap(net.sample_one)(jax.random.split(jax.random.key(0), points))
+        keys = jax.random.split(jax.random.key(1), points)
+        t_all = timed(measure, jnp.asarray(theta), keys, repeat=1) / points
+        loss_fn = geometry.training_loss(net, "mse", jnp.asarray(task.x_train), jnp.asarray(y, jnp.float32))
+        dense = jax.jit(lambda th: jnp.linalg.eigvalsh(geometry.dense_hessian(loss_fn, th)))
+        t_dense = timed(dense, jnp.asarray(theta[0]), repeat=2)
+        print(f"  m={m:>3}: all measures {1e3 * t_all:8.1f} ms/point; dense Hessian + eigh (one loss) "
+              f"{1e3 * t_dense:8.1f} ms/point; ratio x{t_dense / t_all:.1f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -197,6 +218,7 @@ def main(argv=None) -> int:
     bench_sgd(peak, net, quick_task, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale, 40 // scale)
     bench_mcmc_vs_rejection(net, (10, 16, 24, 32), 256, 256 // scale, 10, 2**23 // scale)
     bench_ep(net, (10, 32, 64), 200 // scale)
+    bench_geometry(net, (10, 32), 128 // scale)
     return 0
 
 

@@ -9,9 +9,12 @@ from pathlib import Path
 from study.config import ConfigError, load
 from study.store import StaleResultsError
 
-# stage -> (function in study.stages, config section that enables it, raw subdirectory)
-STAGES = {"sample": ("run_rejection", "rejection", "rejection"), "train": ("run_sgd", "sgd", "sgd"),
-          "mcmc": ("run_mcmc", "mcmc", "mcmc"), "nngp": ("run_nngp", "nngp", "nngp")}
+# stage -> ("module:function", config section that enables it, raw subdirectory), in run order
+STAGES = {"sample": ("study.stages:run_rejection", "rejection", "rejection"),
+          "train": ("study.stages:run_sgd", "sgd", "sgd"),
+          "mcmc": ("study.stages:run_mcmc", "mcmc", "mcmc"),
+          "nngp": ("study.stages:run_nngp", "nngp", "nngp"),
+          "geometry": ("study.geometry_stage:run_geometry", "geometry", "geometry")}
 
 
 def load_or_report(path: str):
@@ -27,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     parser.add_argument("stage", choices=("check", *STAGES, "run"), help="check: validate the config; sample: "
                         "rejection sampler (P_B); train: SGD population (P_SGD); mcmc: elliptical slice sampling "
-                        "(P_B); nngp: function-space P_B (EP and exact); run: every stage the config has, in order")
+                        "(P_B); nngp: function-space P_B (EP and exact); geometry: NTK spectra, Hessian and basin size of "
+                        "zero-error points; run: every stage the config has, in order")
     parser.add_argument("--config", required=True, help="experiment config (TOML), e.g. configs/e1_quick.toml")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--fresh", action="store_true", help="delete this stage's earlier raw results first")
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "check":
         print(f"{args.config}: ok ({cfg.name}, seed {cfg.seed})")
         return 0
+
+    import importlib
 
     from study import stages  # heavy imports (jax, neural-tangents) only after the config is valid
 
@@ -52,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh:
             shutil.rmtree(raw / STAGES[name][2], ignore_errors=True)
         try:
-            out = getattr(stages, STAGES[name][0])(cfg, Path(args.results), progress=not args.no_progress)
+            module, function = STAGES[name][0].split(":")
+            run_stage = getattr(importlib.import_module(module), function)
+            out = run_stage(cfg, Path(args.results), progress=not args.no_progress)
         except (StaleResultsError, stages.StageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

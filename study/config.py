@@ -91,10 +91,28 @@ class NNGPConfig:
 
 
 @dataclass(frozen=True)
+class GeometryConfig:
+    """Geometry of zero-error points (study/geometry.py, study/geometry_stage.py)."""
+    points: int = 256  # zero-error points kept and measured per population
+    chunk_points: int = 64  # points measured per chunk (the unit of resuming)
+    populations: tuple[str, ...] = ()  # bayes_rejection, bayes_mcmc, SGD setting names; () = all run
+    top_k: int = 10  # leading Hessian eigenvalues by Lanczos
+    lanczos_matvecs: int = 40  # Krylov depth (Hessian-vector products) per Lanczos run
+    hutchinson_samples: int = 64  # Rademacher probes for the Hessian trace
+    delta: float = 1e-3  # log-volume proxy sum log(1 + lambda / delta)
+    directions: int = 64  # random directions for the basin radius
+    radius_min: float = 1e-3  # geometric grid of radii searched along each direction
+    radius_max: float = 100.0
+    radius_grid: int = 48
+    identity_points: int = 4  # points per population with a dense Hessian for the identity check
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     count_threshold: int = 10
     bootstrap: int = 500
     confidence: float = 0.95
+    geometry_min_points: int = 3  # points of a function, per population, to use its geometry per function
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,7 @@ class ExperimentConfig:
     sgd: SGDConfig = field(default_factory=SGDConfig)
     mcmc: MCMCConfig | None = None
     nngp: NNGPConfig | None = None
+    geometry: GeometryConfig | None = None
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     @property
@@ -133,6 +152,9 @@ class ExperimentConfig:
             if stage == "mcmc" and self.mcmc.init == "sgd":  # chains start from these SGD runs
                 data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
                 data["setting"] = dataclasses.asdict(self.sgd_setting(self.mcmc.init_setting))
+        elif stage == "geometry":  # points are regenerated from the SGD runs and the MCMC states
+            data |= {"geometry": dataclasses.asdict(self.geometry), "sgd": dataclasses.asdict(self.sgd),
+                     "mcmc": None if self.mcmc is None else self.stage_hash("mcmc")}
         elif stage == "sgd":
             data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
             data["setting"] = dataclasses.asdict(setting)
@@ -173,6 +195,10 @@ def _coerce(type_name: str, value, where: str):
     if type_name == "tuple[int, ...]":
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
+        return tuple(value)
+    if type_name == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         return tuple(value)
     if type_name == "tuple[SGDSetting, ...]":
         if not isinstance(value, list):
@@ -263,12 +289,35 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                    f"must be a positive multiple of nngp.chains={ng.chains}, got {ng.chunk_draws}")
             _check(ng.draws >= 1 and ng.draws % ng.chunk_draws == 0, "nngp.draws",
                    f"must be a positive multiple of nngp.chunk_draws={ng.chunk_draws}, got {ng.draws}")
+    if cfg.geometry is not None:
+        validate_geometry(cfg, names)
     _check(an.count_threshold >= 1, "analysis.count_threshold", "must be >= 1")
+    _check(an.geometry_min_points >= 1, "analysis.geometry_min_points", "must be >= 1")
     _check(an.bootstrap >= 10, "analysis.bootstrap", "must be >= 10")
     _check(0 < an.confidence < 1, "analysis.confidence", "must be in (0, 1)")
     _check(rej is not None or cfg.mcmc is not None, "rejection",
            "the config needs a [rejection] or an [mcmc] section: SGD is compared with one of them")
     return cfg
+
+
+def validate_geometry(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
+    g = cfg.geometry
+    for name in ("points", "chunk_points", "top_k", "hutchinson_samples", "directions", "radius_grid"):
+        _check(getattr(g, name) >= 1, f"geometry.{name}", f"must be >= 1, got {getattr(g, name)}")
+    _check(g.lanczos_matvecs >= g.top_k, "geometry.lanczos_matvecs",
+           f"must be >= geometry.top_k={g.top_k}, got {g.lanczos_matvecs}")
+    _check(g.identity_points >= 0, "geometry.identity_points", f"must be >= 0, got {g.identity_points}")
+    _check(g.delta > 0, "geometry.delta", f"must be > 0, got {g.delta}")
+    _check(0 < g.radius_min < g.radius_max, "geometry.radius_max",
+           f"need 0 < radius_min < radius_max, got {g.radius_min}, {g.radius_max}")
+    known = {"bayes_rejection": cfg.rejection, "bayes_mcmc": cfg.mcmc}
+    for i, pop in enumerate(g.populations):
+        if pop in known:
+            _check(known[pop] is not None, f"geometry.populations[{i}]", f"{pop} needs the config's "
+                   f"[{'rejection' if pop == 'bayes_rejection' else 'mcmc'}] section")
+        else:
+            _check(pop in sgd_names, f"geometry.populations[{i}]",
+                   f"unknown population {pop!r}; known: bayes_rejection, bayes_mcmc, {sgd_names}")
 
 
 def load(path: str | Path) -> ExperimentConfig:
@@ -288,7 +337,7 @@ def from_dict(raw: dict) -> ExperimentConfig:
         if key not in raw:
             raise ConfigError(f"{key}: missing")
     sections = {"task": TaskConfig, "network": NetworkConfig, "rejection": RejectionConfig,
-                "sgd": SGDConfig, "mcmc": MCMCConfig, "nngp": NNGPConfig, "analysis": AnalysisConfig}
+                "sgd": SGDConfig, "mcmc": MCMCConfig, "nngp": NNGPConfig, "geometry": GeometryConfig, "analysis": AnalysisConfig}
     kwargs = {}
     for key, value in raw.items():
         if key in sections:

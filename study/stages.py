@@ -215,7 +215,7 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
 def write_done(cfg: ExperimentConfig, results: Path, stages: list[str]) -> None:
     """raw/stages.json: written when every stage of the config is complete (make's target)."""
     atomic_write_json({"stages": stages, "config_hashes": {
-        s: cfg.stage_hash(s) for s in ("rejection", "mcmc", "nngp") if getattr(cfg, s) is not None}},
+        s: cfg.stage_hash(s) for s in ("rejection", "mcmc", "nngp", "geometry") if getattr(cfg, s) is not None}},
         raw_dir(cfg, results) / "stages.json")
 
 

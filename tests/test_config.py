@@ -45,6 +45,13 @@ def test_every_shipped_config_loads(path):
     (with_("nngp", exact="hmc"), "nngp.exact"),
     (with_("nngp", draws=1000, chunk_draws=512, batch=256), "nngp.draws"),
     (with_("nngp", ep_enumerate_max=30), "nngp.ep_enumerate_max"),
+    (with_("geometry", populations=["sgd_b9"]), r"geometry.populations\[0\]"),
+    (with_("geometry", populations=["bayes_mcmc"]), r"geometry.populations\[0\]"),  # no [mcmc] section
+    (with_("geometry", populations="a"), "geometry.populations"),
+    (with_("geometry", top_k=20, lanczos_matvecs=10), "geometry.lanczos_matvecs"),
+    (with_("geometry", radius_min=1.0, radius_max=0.5), "geometry.radius_max"),
+    (with_("geometry", delta=0.0), "geometry.delta"),
+    (with_("analysis", geometry_min_points=0), "analysis.geometry_min_points"),
     ({k: v for k, v in BASE.items() if k != "rejection"}, "rejection"),
     ({**BASE, "colour": "blue"}, "colour"),
     ({k: v for k, v in BASE.items() if k != "seed"}, "seed"),

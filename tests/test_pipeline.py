@@ -16,9 +16,10 @@ from study import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
-FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators")
+FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators", "fig_identity",
+           "fig_geometry", "fig_accessibility")
 RAW = ("bayes_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "nngp_ep.csv",
-       "nngp_exact_counts.csv")
+       "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv")
 
 
 def write_config(path: Path, **sections) -> Path:
@@ -60,7 +61,8 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     chunks = pd.read_csv(smoke / "raw" / "rejection_chunks.csv")
     assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
     for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage", "mcmc_summary",
-                  "estimators", "pb_estimates", "nngp_summary"):
+                  "estimators", "pb_estimates", "nngp_summary", "geometry_identity", "geometry_summary",
+                  "geometry_compare", "geometry_by_function", "geometry_paired", "accessibility"):
         frame = pd.read_csv(smoke / "tables" / f"{table}.csv")
         assert len(frame) and "seed" in frame and (smoke / "tables" / f"{table}.json").exists()
     joint = pd.read_csv(smoke / "tables" / "joint.csv", dtype={"function": str})
@@ -78,6 +80,21 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
         assert (smoke / "figures" / f"{name}.png").stat().st_size > 1000
     macros = (smoke / "macros.tex").read_text()
     assert r"\newcommand{\EOneRejDraws}" in macros and r"\EOneMcmcRhatMax" in macros and "nan" not in macros.lower()
+
+
+def test_geometry_points_are_the_populations_own_points(smoke):
+    """SGD points are the setting's first runs (same functions as sgd_runs.csv); every point fits S;
+    the identity holds at interpolated points."""
+    geom = pd.read_csv(smoke / "raw" / "geometry.csv", dtype={"function": str})
+    runs = pd.read_csv(smoke / "raw" / "sgd_runs.csv", dtype={"function": str})
+    sgd = geom[geom["population"] == "sgd_b2_ce"].merge(
+        runs[runs["setting"] == "sgd_b2_ce"], left_on="source_id", right_on="run_id", suffixes=("", "_run"))
+    assert len(sgd) > 0 and (sgd["function"] == sgd["function_run"]).all() and sgd["fitted"].all()
+    assert (geom["min_margin"] > 0).all()  # zero training error at every point
+    assert set(geom["population"]) == {"bayes_rejection", "bayes_mcmc", "sgd_b2_ce"}
+    identity = pd.read_csv(smoke / "tables" / "geometry_identity.csv")
+    assert identity.query("state == 'interpolated'")["max_rel_error"].max() < 1e-4
+    assert identity.query("state == 'as_found'")["max_rel_error"].min() > 1e-3
 
 
 def test_same_config_and_seed_give_identical_csvs(smoke, tmp_path):

@@ -1,0 +1,221 @@
+"""Geometry tables (E4, E6) from raw/geometry.csv and raw/geometry_identity.csv: the
+Hessian = feature-Gram identity, measures by population, SGD against the Bayesian population
+overall and function by function, and accessibility log(P_SGD / P_B) against each function's
+sharpness and feature count."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+# The measures compared between populations (columns of raw/geometry.csv).
+MEASURES = {
+    "ntk_S_entropy_rank": "features on S (entropy rank of the NTK Gram)",
+    "ntk_S_participation_ratio": "features on S (participation ratio)",
+    "ntk_X_entropy_rank": "features on all inputs (entropy rank)",
+    "hess_mse_top": "top Hessian eigenvalue, MSE",
+    "hess_mse_trace": "Hessian trace, MSE",
+    "hess_ce_top": "top Hessian eigenvalue, cross-entropy",
+    "gn_mse_log_det": "sharpness log-det sum log(1 + lambda/delta), MSE GN",
+    "log_radius_mean": "mean log basin radius",
+    "theta_norm": "parameter norm",
+}
+
+
+def identity_summary(identity: pd.DataFrame, m: int) -> pd.DataFrame:
+    """Per population, state and loss: how far the exact Hessian's m leading eigenvalues are from
+    the Gauss-Newton (feature Gram) ones, relative to the largest, and the residual part's size."""
+    rows = []
+    for (pop, state, loss), g in identity.groupby(["population", "state", "loss"], sort=False):
+        errors, residuals, losses = [], [], []
+        for _, p in g.groupby("point"):
+            hess = np.sort(p["hessian_eig"].to_numpy()[:m])[::-1]
+            gn = np.sort(p["gn_eig"].to_numpy()[:m])[::-1]
+            errors.append(np.max(np.abs(hess - gn)) / gn[0])
+            residuals.append(p["residual_norm"].iat[0] / gn[0])
+            losses.append(p["loss_value"].iat[0])
+        rows.append({"population": pop, "state": state, "loss": loss, "points": len(errors),
+                     "max_rel_error": float(np.max(errors)), "median_rel_error": float(np.median(errors)),
+                     "max_rel_residual": float(np.max(residuals)), "max_loss": float(np.max(losses))})
+    return pd.DataFrame(rows)
+
+
+def population_summary(geom: pd.DataFrame) -> pd.DataFrame:
+    """Long table: one row per population and measure (n, mean, quartiles)."""
+    rows = []
+    for pop, g in geom.groupby("population", sort=False):
+        for measure in MEASURES:
+            x = g[measure].to_numpy(float)
+            q25, q50, q75 = np.quantile(x, [0.25, 0.5, 0.75])
+            rows.append({"population": pop, "measure": measure, "n": len(x), "mean": float(x.mean()),
+                         "median": float(q50), "q25": float(q25), "q75": float(q75)})
+    return pd.DataFrame(rows)
+
+
+def median_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, boot: int,
+                      confidence: float) -> tuple[float, float, float]:
+    """median(a) - median(b) with a percentile bootstrap interval (each sample resampled alone)."""
+    diffs = [np.median(rng.choice(a, len(a))) - np.median(rng.choice(b, len(b))) for _ in range(boot)]
+    lo, hi = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(np.median(a) - np.median(b)), float(lo), float(hi)
+
+
+def compare_populations(geom: pd.DataFrame, reference: str, rng: np.random.Generator, boot: int,
+                        confidence: float) -> pd.DataFrame:
+    """Every other population against the reference Bayesian one, measure by measure: the
+    difference of medians (bootstrap interval), P(X_other > X_reference) (the Mann-Whitney U
+    statistic over n1 n2; 0.5 = no shift) and the Mann-Whitney p-value."""
+    ref = geom[geom["population"] == reference]
+    rows = []
+    for pop, g in geom.groupby("population", sort=False):
+        if pop == reference:
+            continue
+        for measure in MEASURES:
+            a, b = g[measure].to_numpy(float), ref[measure].to_numpy(float)
+            diff, lo, hi = median_difference(a, b, rng, boot, confidence)
+            u = sps.mannwhitneyu(a, b, alternative="two-sided")
+            rows.append({"population": pop, "reference": reference, "measure": measure, "n": len(a),
+                         "n_reference": len(b), "median": float(np.median(a)), "median_reference": float(np.median(b)),
+                         "median_difference": diff, "ci_low": lo, "ci_high": hi,
+                         "prob_greater": float(u.statistic / (len(a) * len(b))), "p_value": float(u.pvalue)})
+    return pd.DataFrame(rows)
+
+
+def by_function(geom: pd.DataFrame, joint: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """One row per (SGD setting, function): the median of each measure over the setting's points
+    with that function and over the reference population's points with it, with P_SGD and P_B."""
+    medians = geom.groupby(["population", "function"])[list(MEASURES)].median()
+    n_points = geom.groupby(["population", "function"]).size()
+    rows = []
+    for r in joint.itertuples():
+        if (r.setting, r.function) not in n_points and (reference, r.function) not in n_points:
+            continue
+        row = {"setting": r.setting, "function": r.function, "count_sgd": r.count_sgd, "count_bayes": r.count_bayes,
+               "p_sgd": r.p_sgd, "p_bayes": r.p_bayes,
+               "points_sgd": int(n_points.get((r.setting, r.function), 0)),
+               "points_bayes": int(n_points.get((reference, r.function), 0))}
+        for side, pop in (("sgd", r.setting), ("bayes", reference)):
+            for measure in MEASURES:
+                row[f"{measure}_{side}"] = medians[measure].get((pop, r.function), np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_by_function(fn: pd.DataFrame, min_points: int) -> pd.DataFrame:
+    """Where both populations found the same f (>= min_points points each): is SGD's instance
+    of f larger or smaller in each measure than the posterior's? Sign test over functions."""
+    rows = []
+    for setting, g in fn.groupby("setting", sort=False):
+        both = g[(g["points_sgd"] >= min_points) & (g["points_bayes"] >= min_points)]
+        for measure in MEASURES:
+            d = (both[f"{measure}_sgd"] - both[f"{measure}_bayes"]).to_numpy(float)
+            d = d[d != 0]
+            larger = int((d > 0).sum())
+            p = float(sps.binomtest(larger, len(d)).pvalue) if len(d) else np.nan
+            rows.append({"setting": setting, "measure": measure, "functions": len(d),
+                         "frac_sgd_larger": larger / len(d) if len(d) else np.nan,
+                         "median_difference": float(np.median(d)) if len(d) else np.nan, "p_sign_test": p,
+                         "min_points": min_points})
+    return pd.DataFrame(rows)
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, boot: int,
+                confidence: float) -> tuple[float, float, float]:
+    rho = sps.spearmanr(x, y).statistic
+    idx = rng.integers(0, len(x), (boot, len(x)))
+    reps = [sps.spearmanr(x[i], y[i]).statistic for i in idx]
+    lo, hi = np.nanquantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(rho), float(lo), float(hi)
+
+
+def in_accessibility(fn: pd.DataFrame, threshold: int, min_points: int) -> pd.Series:
+    """The functions E6 uses: well sampled by both populations and with posterior points."""
+    return (fn["count_sgd"] >= threshold) & (fn["count_bayes"] >= threshold) & (fn["points_bayes"] >= min_points)
+
+
+def accessibility(fn: pd.DataFrame, threshold: int, min_points: int, rng: np.random.Generator, boot: int,
+                  confidence: float) -> pd.DataFrame:
+    """E6 and E4's basin size against probability: over functions with >= threshold counts in both
+    populations and >= min_points posterior points, the Spearman correlation of each measure (the
+    posterior's instances of f, so the same x for every setting) with log(P_SGD / P_B), log P_B
+    and log P_SGD, with bootstrap intervals over functions."""
+    rows = []
+    for setting, g in fn.groupby("setting", sort=False):
+        ok = g[in_accessibility(g, threshold, min_points)]
+        targets = {"log_ratio": np.log(ok["p_sgd"] / ok["p_bayes"]), "log_p_bayes": np.log(ok["p_bayes"]),
+                   "log_p_sgd": np.log(ok["p_sgd"])}
+        for measure in MEASURES:
+            x = ok[f"{measure}_bayes"].to_numpy(float)
+            for target, y in targets.items():
+                if len(ok) >= 5:
+                    rho, lo, hi = spearman_ci(x, y.to_numpy(float), rng, boot, confidence)
+                else:
+                    rho = lo = hi = np.nan
+                rows.append({"setting": setting, "measure": measure, "target": target, "functions": len(ok),
+                             "spearman": rho, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """Paper numbers from the geometry tables (names built from population, measure, statistic)."""
+    from analysis.macros import macro_name
+
+    m: dict[str, object] = {}
+    ident = out["geometry_identity"]
+    for (state, loss), g in ident.groupby(["state", "loss"], sort=False):
+        k = lambda *p: macro_name("Identity", state, loss, *p)
+        m |= {k("MaxErr"): float(g["max_rel_error"].max()), k("MedianErr"): float(g["median_rel_error"].median()),
+              k("MaxResidual"): float(g["max_rel_residual"].max()), k("MaxLoss"): float(g["max_loss"].max()),
+              k("Points"): int(g["points"].sum())}
+    for r in out["geometry_summary"].itertuples():
+        m[macro_name("Geo", r.population, r.measure, "Median")] = float(r.median)
+    for r in out["geometry_compare"].itertuples():
+        k = lambda *p: macro_name("Geo", r.population, r.measure, *p)
+        m |= {k("ProbGreater"): float(r.prob_greater), k("PValue"): float(r.p_value),
+              k("MedianDiff"): float(r.median_difference), k("MedianDiffLo"): float(r.ci_low),
+              k("MedianDiffHi"): float(r.ci_high)}
+    for r in out["geometry_paired"].itertuples():
+        k = lambda *p: macro_name("Paired", r.setting, r.measure, *p)
+        m |= {k("Functions"): int(r.functions), k("FracLarger"): float(r.frac_sgd_larger), k("PValue"): float(r.p_sign_test)}
+    for r in out["accessibility"].itertuples():
+        k = lambda *p: macro_name("Access", r.setting, r.measure, r.target, *p)
+        m |= {k(): float(r.spearman), k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+        m[macro_name("Access", r.setting, "Functions")] = int(r.functions)
+    m |= summary_macros(out)
+    cost = out["geometry_cost"].iloc[0]
+    m |= {"GeoPoints": int(cost["points"]), "GeoMsPerPoint": float(1e3 * cost["seconds_per_point"]),
+          "GeoNParams": int(cost["n_params"])}
+    return m
+
+
+def summary_macros(out: dict[str, pd.DataFrame], alpha: float = 0.05) -> dict[str, object]:
+    """Ranges over the SGD settings and counts of settings with a significant shift, per measure,
+    so the paper's sentences hold whatever the settings are."""
+    from analysis.macros import macro_name
+
+    m: dict[str, object] = {}
+    comp = out["geometry_compare"]
+    sgd = comp[~comp["population"].str.startswith("bayes_")]
+    for measure, g in sgd.groupby("measure", sort=False):
+        k = lambda *p: macro_name("Geo", measure, *p)
+        sig = g["p_value"] < alpha
+        m |= {k("ProbGreaterMin"): float(g["prob_greater"].min()), k("ProbGreaterMax"): float(g["prob_greater"].max()),
+              k("SgdLarger"): int((sig & (g["prob_greater"] > 0.5)).sum()),
+              k("SgdSmaller"): int((sig & (g["prob_greater"] < 0.5)).sum())}
+    m["GeoNumSgd"] = int(sgd["population"].nunique())
+    paired = out["geometry_paired"]
+    for measure, g in paired.groupby("measure", sort=False):
+        k = lambda *p: macro_name("Paired", measure, *p)
+        sig = g["p_sign_test"] < alpha
+        m |= {k("FracLargerMin"): float(g["frac_sgd_larger"].min()), k("FracLargerMax"): float(g["frac_sgd_larger"].max()),
+              k("FunctionsMin"): int(g["functions"].min()), k("FunctionsMax"): int(g["functions"].max()),
+              k("SgdLarger"): int((sig & (g["frac_sgd_larger"] > 0.5)).sum()),
+              k("SgdSmaller"): int((sig & (g["frac_sgd_larger"] < 0.5)).sum())}
+    acc = out["accessibility"]
+    for (measure, target), g in acc.groupby(["measure", "target"], sort=False):
+        k = lambda *p: macro_name("Access", measure, target, *p)
+        m |= {k("Min"): float(g["spearman"].min()), k("Max"): float(g["spearman"].max()),
+              k("Positive"): int((g["ci_low"] > 0).sum()), k("Negative"): int((g["ci_high"] < 0).sum())}
+    m["AccessFunctionsMin"] = int(acc["functions"].min())
+    m["AccessFunctionsMax"] = int(acc["functions"].max())
+    return m

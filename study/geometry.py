@@ -1,0 +1,208 @@
+"""Geometry of one zero-training-error point theta: NTK feature spectra, Hessian flatness, basin size.
+
+Parameterisation: every quantity is taken with respect to the flat parameter vector theta_D of the
+*standard* parameterisation as stored by study/network.py (W ~ N(0, sigma_w^2 / fan_in)). ReLU
+layers can be rescaled (W1 -> a W1, W2 -> W2 / a) without changing f but changing these numbers,
+so both populations are always compared in this one parameterisation.
+
+The features of a point are the rows of the Jacobian J_NxD = d f(x_n) / d theta. Their Gram
+matrix is the empirical NTK Theta = J J^T. For a training loss L = (1/m) sum ell(f(x_i), y_i)
+
+    H = (1/m) J_S^T diag(ell'') J_S  +  (1/m) sum_i ell'(f_i, y_i) d^2 f_i / d theta^2,
+
+the Gauss-Newton part plus the residual part. The GN part has the same non-zero eigenvalues as
+the m x m matrix G = (1/m) A^1/2 Theta_S A^1/2 with A = diag(ell''); for MSE ell'' = 2, so at an
+exact interpolation (ell' = 0) eig(H) = eig((2/m) Theta_S) plus D - m zeros.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from matfree import decomp, eig, stochtrace
+
+from study.network import Network
+from study.sgd import per_example_loss
+
+
+def jacobian(net: Network, theta_D: jnp.ndarray, x_NxI: jnp.ndarray) -> jnp.ndarray:
+    """J_NxD: the features d f(x_n) / d theta of one point."""
+    return jax.jacrev(net.apply_flat)(theta_D, x_NxI)
+
+
+def loss_curvature(loss: str, f_M: jnp.ndarray, y_M: jnp.ndarray) -> jnp.ndarray:
+    """ell''(f, y) per training input: 2 for squared error, sigma(yf)(1 - sigma(yf)) for logistic."""
+    if loss == "mse":
+        return jnp.full_like(f_M, 2.0)
+    s = jax.nn.sigmoid(y_M * f_M)
+    return s * (1 - s)
+
+
+def gauss_newton_gram(J_MxD: jnp.ndarray, curvature_M: jnp.ndarray) -> jnp.ndarray:
+    """G_MxM = (1/m) A^1/2 J J^T A^1/2: its eigenvalues are the GN part's non-zero ones."""
+    a = jnp.sqrt(curvature_M)
+    return (a[:, None] * (J_MxD @ J_MxD.T) * a[None, :]) / J_MxD.shape[0]
+
+
+def training_loss(net: Network, loss: str, x_MxI: jnp.ndarray, y_M: jnp.ndarray) -> Callable:
+    """theta_D -> L(theta) = mean over S of ell(f(x), y), with y in {-1, +1}."""
+    ell = per_example_loss(loss)
+    return lambda theta_D: jnp.mean(ell(net.apply_flat(theta_D, x_MxI), y_M))
+
+
+def hvp_fn(loss_fn: Callable, theta_D: jnp.ndarray) -> Callable:
+    """v -> H v by forward-over-reverse differentiation (no D x D matrix)."""
+    grad = jax.grad(loss_fn)
+    return lambda v_D: jax.jvp(grad, (theta_D,), (v_D,))[1]
+
+
+def dense_hessian(loss_fn: Callable, theta_D: jnp.ndarray) -> jnp.ndarray:
+    return jax.hessian(loss_fn)(theta_D)
+
+
+def lanczos_top(matvec: Callable, key: jax.Array, dim: int, k: int, num_matvecs: int) -> jnp.ndarray:
+    """The k largest eigenvalues (descending) of a symmetric operator by Lanczos with full
+    reorthogonalisation (matfree), from a random start."""
+    tridiag = decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)
+    vals, _ = eig.eigh_partial(tridiag)(lambda v: matvec(v), jax.random.normal(key, (dim,)))
+    return jnp.sort(vals)[::-1][:k]
+
+
+def hutchinson_trace(matvec: Callable, key: jax.Array, dim: int, samples: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """tr(H) by Hutchinson's estimator with Rademacher probes (matfree): (mean, standard error)."""
+    sampler = stochtrace.sampler_signs(jnp.zeros(dim), num=samples)
+    estimate = stochtrace.estimator_monte_carlo_mean_and_sem(stochtrace.monte_carlo_trace(), sampler)
+    return estimate(lambda v: matvec(v), key)
+
+
+def spectrum_stats(eig_K: jnp.ndarray, thresholds: tuple[float, ...]) -> dict[str, jnp.ndarray]:
+    """Scalar summaries of a PSD spectrum (negative round-off clipped to 0): trace, top eigenvalue,
+    participation ratio (sum l)^2 / sum l^2, entropy rank exp(H(l / sum l)), and the number of
+    eigenvalues above each relative threshold t * l_max."""
+    lam = jnp.clip(eig_K, 0.0)
+    total = lam.sum()
+    p = lam / total
+    entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+    out = {"trace": total, "top": lam.max(), "participation_ratio": total**2 / jnp.sum(lam**2),
+           "entropy_rank": jnp.exp(entropy)}
+    for t in thresholds:
+        out[f"n_above_{t:g}"] = jnp.sum(lam > t * lam.max())
+    return out
+
+
+def log_det_delta(eig_K: jnp.ndarray, delta: float) -> jnp.ndarray:
+    """sum_i log(1 + max(l_i, 0) / delta) = sum_i log(l_i + delta) - D log delta when the
+    eigenvalues not listed are << delta. Minus one half of it is the log-volume of the quadratic
+    basin {dtheta : dtheta^T H dtheta <= delta} relative to a ball of radius 1 / sqrt(delta)."""
+    return jnp.sum(jnp.log1p(jnp.clip(eig_K, 0.0) / delta))
+
+
+def basin_radii(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, positive_M: jnp.ndarray,
+                key: jax.Array, n_dirs: int, radii_G: jnp.ndarray, bisections: int = 20) -> jnp.ndarray:
+    """Radius along each of n_dirs uniformly random unit directions u at which the training error
+    first becomes non-zero: the first grid radius with an error, refined by bisection from the
+    last grid radius without one. Directions that stay at zero error up to radii_G[-1] give inf."""
+    u_UxD = jax.random.normal(key, (n_dirs, theta_D.shape[0]))
+    u_UxD = u_UxD / jnp.linalg.norm(u_UxD, axis=1, keepdims=True)
+
+    def fits(r, u_D):
+        return jnp.all((net.apply_flat(theta_D + r * u_D, x_MxI) > 0) == positive_M)
+
+    def radius(u_D):
+        fit_G = jax.vmap(lambda r: fits(r, u_D))(radii_G)
+        first_bad = jnp.argmin(fit_G)  # first False; 0 if all True (handled below)
+        hi = radii_G[first_bad]
+        lo = jnp.where(first_bad > 0, radii_G[jnp.maximum(first_bad - 1, 0)], 0.0)
+
+        def bisect(_, bounds):
+            lo, hi = bounds
+            mid = 0.5 * (lo + hi)
+            ok = fits(mid, u_D)
+            return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, bisections, bisect, (lo, hi))
+        return jnp.where(jnp.all(fit_G), jnp.inf, 0.5 * (lo + hi))
+
+    return jax.vmap(radius)(u_UxD)
+
+
+def interpolate(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, y_M: jnp.ndarray,
+                steps: int = 20, ridge: float = 1e-10) -> jnp.ndarray:
+    """Train to exact interpolation f(x_i) = y_i under MSE by Gauss-Newton steps of least norm,
+    theta <- theta - J^T (J J^T)^-1 (f - y): quadratic convergence from a nearby point (such as a
+    zero-classification-error point), and each step moves theta as little as possible."""
+    def step(_, theta):
+        r_M = net.apply_flat(theta, x_MxI) - y_M
+        J = jacobian(net, theta, x_MxI)
+        K = J @ J.T
+        return theta - J.T @ jnp.linalg.solve(K + ridge * jnp.trace(K) * jnp.eye(len(y_M)), r_M)
+
+    return jax.lax.fori_loop(0, steps, step, theta_D)
+
+
+REL_THRESHOLDS = (1e-2, 1e-3)  # eigenvalues counted above these fractions of the largest
+LOSSES = ("mse", "ce")
+
+
+def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, lanczos_matvecs: int,
+                        hutchinson_samples: int, delta: float, directions: int, radii_G) -> Callable:
+    """jitted (theta_PxD, keys_P) -> dict of (P,) arrays: every geometry measure of P points.
+
+    x_all_NxI: all inputs (features on S are its rows train_idx); y_S: training labels in {-1, +1}.
+    Hessian measures are taken for both training losses (MSE and logistic) at the point as is."""
+    x_all = jnp.asarray(x_all_NxI)
+    train_idx = jnp.asarray(train_idx)
+    x_S, y_S = x_all[train_idx], jnp.asarray(y_S, jnp.float32)
+    radii_G = jnp.asarray(radii_G, jnp.float32)
+    D = net.n_params
+
+    def one(theta_D, key):
+        keys = jax.random.split(key, 2 * len(LOSSES) + 1)
+        J_all = jacobian(net, theta_D, x_all)
+        J_S = J_all[train_idx]
+        f_S = net.apply_flat(theta_D, x_S)
+        out = {"theta_norm": jnp.linalg.norm(theta_D), "min_margin": jnp.min(y_S * f_S)}
+        for prefix, J in (("ntk_S", J_S), ("ntk_X", J_all)):
+            for name, v in spectrum_stats(jnp.linalg.eigvalsh(J @ J.T), REL_THRESHOLDS).items():
+                out[f"{prefix}_{name}"] = v
+        for i, loss in enumerate(LOSSES):
+            loss_fn = training_loss(net, loss, x_S, y_S)
+            hvp = hvp_fn(loss_fn, theta_D)
+            top = lanczos_top(hvp, keys[2 * i], D, top_k, lanczos_matvecs)
+            trace, trace_se = hutchinson_trace(hvp, keys[2 * i + 1], D, hutchinson_samples)
+            eig_G = jnp.linalg.eigvalsh(gauss_newton_gram(J_S, loss_curvature(loss, f_S, y_S)))
+            out |= {f"{loss}_loss": loss_fn(theta_D), f"hess_{loss}_top": top[0], f"hess_{loss}_trace": trace,
+                    f"hess_{loss}_trace_se": trace_se, f"hess_{loss}_log_det": log_det_delta(top, delta),
+                    f"gn_{loss}_top": eig_G[-1], f"gn_{loss}_trace": eig_G.sum(),
+                    f"gn_{loss}_log_det": log_det_delta(eig_G, delta)}
+        r_U = basin_radii(net, theta_D, x_S, y_S > 0, keys[-1], directions, radii_G)
+        capped = jnp.minimum(r_U, radii_G[-1])
+        out |= {"radius_median": jnp.median(capped), "log_radius_mean": jnp.mean(jnp.log(capped)),
+                "radius_censored": jnp.mean(jnp.isinf(r_U))}
+        return out
+
+    return jax.jit(jax.vmap(one))
+
+
+def identity_spectra(net: Network, theta_D, x_S, y_S, n_extra: int = 5,
+                     losses: tuple[str, ...] = LOSSES) -> dict[str, jnp.ndarray]:
+    """Dense check of the Hessian = feature-Gram identity at one point, for each loss: the m + n_extra
+    eigenvalues of largest magnitude of the exact Hessian H, the m eigenvalues of the GN Gram
+    (for MSE (2/m) Theta_S), and the largest |eigenvalue| of the residual part H - GN."""
+    x_S, y_S = jnp.asarray(x_S), jnp.asarray(y_S, jnp.float32)
+    m = len(y_S)
+    J_S = jacobian(net, theta_D, x_S)
+    f_S = net.apply_flat(theta_D, x_S)
+    out = {}
+    for loss in losses:
+        H = dense_hessian(training_loss(net, loss, x_S, y_S), theta_D)
+        curv = loss_curvature(loss, f_S, y_S)
+        eig_H = jnp.linalg.eigvalsh(H)
+        order = jnp.argsort(-jnp.abs(eig_H))
+        GN = (J_S.T * curv) @ J_S / m
+        out[f"{loss}_hessian"] = eig_H[order][: m + n_extra]
+        out[f"{loss}_gn"] = jnp.linalg.eigvalsh(gauss_newton_gram(J_S, curv))[::-1]
+        out[f"{loss}_residual_norm"] = jnp.max(jnp.abs(jnp.linalg.eigvalsh(H - GN)))
+        out[f"{loss}_loss"] = training_loss(net, loss, x_S, y_S)(theta_D)
+    return out

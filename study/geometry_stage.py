@@ -1,0 +1,159 @@
+"""The geometry stage: keep a subsample of each population's zero-training-error points, then
+measure each point (study/geometry.py). Writes under results/<experiment>/raw/:
+
+- geometry/points_<population>.npz: theta_PxD (flat parameters, standard parameterisation),
+  function (hex on E) and source_id (the SGD run id, the MCMC chain, or the rejection draw's rank);
+- geometry.csv: one row per point and its measures;
+- geometry_identity.csv: for the first few points of each population, the exact Hessian's
+  leading eigenvalues beside the Gauss-Newton (feature Gram) ones, at the point as found and,
+  for MSE, after training on to exact interpolation; one row per (point, state, loss, index).
+
+Points are regenerated from the populations' own keys: SGD points are runs 0..points-1 of the
+setting (the same runs as the first rows of sgd_runs.csv), Bayesian points are the first
+zero-error prior draws of the geometry stream (exact posterior draws) or the MCMC chains' final
+states (after the mcmc stage)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from study import geometry, mcmc, sgd
+from study.config import ExperimentConfig
+from study.encoding import pack_signs, words_to_hex
+from study.network import Network
+from study.stages import StageError, raw_dir, setup, sgd_key
+from study.store import (atomic_write_csv, atomic_write_npz, claim_directory, read_chunks, run_chunks,
+                         write_sidecar)
+from study.tasks import Task
+
+GEOMETRY_STREAM = 5
+
+
+def populations(cfg: ExperimentConfig) -> list[str]:
+    """The populations whose points are measured: the config's list, or by default the Bayesian
+    estimators the config runs and every SGD setting."""
+    if cfg.geometry.populations:
+        return list(cfg.geometry.populations)
+    bayes = [name for name, section in (("bayes_rejection", "rejection"), ("bayes_mcmc", "mcmc"))
+             if getattr(cfg, section) is not None]
+    return bayes + [s.name for s in cfg.sgd.settings]
+
+
+def functions_on_E(net: Network, task: Task, theta_PxD: np.ndarray) -> list[str]:
+    words = pack_signs(net.apply_population(jnp.asarray(theta_PxD), jnp.asarray(task.x_test)))
+    return words_to_hex(np.asarray(words), len(task.test_idx))
+
+
+def collect_points(cfg: ExperimentConfig, results: Path, task: Task, net: Network, population: str,
+                   key: jax.Array) -> dict[str, np.ndarray]:
+    """theta_PxD, function and source_id of up to geometry.points zero-error points of a population."""
+    n = cfg.geometry.points
+    if population == "bayes_rejection":
+        try:
+            theta = mcmc.init_from_rejection(net, task, key, n)
+        except RuntimeError as err:
+            raise StageError(f"geometry population bayes_rejection: {err}") from None
+        source = np.arange(n)
+    elif population == "bayes_mcmc":
+        states = sorted((raw_dir(cfg, results) / "mcmc").glob("state_*.npz"))
+        if cfg.mcmc is None or not (raw_dir(cfg, results) / "mcmc_counts.csv").exists() or not states:
+            raise StageError("geometry population bayes_mcmc needs the mcmc stage's results: run it first")
+        with np.load(states[-1]) as f:  # the chains' states at the end of the last chunk
+            u = np.empty((f["u0"].shape[0] + f["u1"].shape[0], net.n_params), np.float32)
+            u[0::2], u[1::2] = f["u0"], f["u1"]  # chain c is in group c % 2 (study/stages.py)
+        theta, source = (u * np.asarray(net.prior_std_D))[:n], np.arange(min(n, len(u)))
+    else:
+        setting = cfg.sgd_setting(population)
+        trainer = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, n, keep_params=True)
+        out = jax.device_get(trainer(sgd_key(cfg, setting), 0))
+        fitted = out["fitted"]
+        theta, source = out["theta"][fitted], np.arange(n)[fitted]
+    return {"theta_PxD": np.asarray(theta, np.float32), "function": np.array(functions_on_E(net, task, theta)),
+            "source_id": source}
+
+
+def radius_grid(gc) -> np.ndarray:
+    return np.geomspace(gc.radius_min, gc.radius_max, gc.radius_grid)
+
+
+def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
+    task, net = setup(cfg)
+    gc = cfg.geometry
+    config_hash = cfg.stage_hash("geometry")
+    directory = raw_dir(cfg, results) / "geometry"
+    claim_directory(directory, "geometry", config_hash, "geometry points and chunks")
+    key = jax.random.fold_in(jax.random.key(cfg.seed), GEOMETRY_STREAM)
+    pops = populations(cfg)
+    points = {}
+    for i, pop in enumerate(pops):
+        path = directory / f"points_{pop}.npz"
+        if not path.exists():
+            atomic_write_npz(path, **collect_points(cfg, results, task, net, pop, jax.random.fold_in(key, i)))
+        with np.load(path) as f:
+            points[pop] = {k: f[k] for k in f.files}
+        if len(points[pop]["theta_PxD"]) == 0:
+            raise StageError(f"geometry: population {pop} has no zero-error points among its first {gc.points}")
+    index = pd.DataFrame([(pop, p) for pop in pops for p in range(len(points[pop]["theta_PxD"]))],
+                         columns=["population", "point"])
+    y_S = np.where(task.y_train, 1.0, -1.0)
+    measure = geometry.make_point_measures(
+        net, task.x, task.train_idx, y_S, top_k=gc.top_k, lanczos_matvecs=gc.lanczos_matvecs,
+        hutchinson_samples=gc.hutchinson_samples, delta=gc.delta, directions=gc.directions,
+        radii_G=radius_grid(gc))
+    measure_key = jax.random.fold_in(key, len(pops))
+
+    def compute(c: int):
+        rows = index.iloc[c * gc.chunk_points:(c + 1) * gc.chunk_points]
+        theta = np.stack([points[pop]["theta_PxD"][p] for pop, p in rows.itertuples(index=False)])
+        keys = jax.vmap(lambda i: jax.random.fold_in(measure_key, i))(jnp.asarray(rows.index.to_numpy()))
+        t0 = time.perf_counter()
+        out = {k: np.asarray(v) for k, v in jax.device_get(measure(jnp.asarray(theta), keys)).items()}
+        seconds = time.perf_counter() - t0
+        table = rows.reset_index(drop=True).assign(
+            source_id=[int(points[pop]["source_id"][p]) for pop, p in rows.itertuples(index=False)],
+            function=[str(points[pop]["function"][p]) for pop, p in rows.itertuples(index=False)], **out)
+        return table, {"points": len(rows), "seconds": seconds}
+
+    start = time.perf_counter()
+    n_chunks = -(-len(index) // gc.chunk_points)
+    table, stats = read_chunks(run_chunks(directory, n_chunks, compute, "geometry", progress))
+    identity = identity_table(task, net, points, gc.identity_points)
+    out = raw_dir(cfg, results) / "geometry.csv"
+    atomic_write_csv(identity.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "geometry_identity.csv")
+    atomic_write_csv(stats.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "geometry_chunks.csv")
+    table = table.drop(columns="chunk", errors="ignore").assign(n_params=net.n_params, config_hash=config_hash, seed=cfg.seed)
+    atomic_write_csv(table, out)
+    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="geometry", populations=pops,
+                  wall_seconds_this_invocation=time.perf_counter() - start,
+                  seconds_per_point=float(stats["seconds"].sum() / max(1, stats["points"].sum())))
+    return out
+
+
+def identity_table(task: Task, net: Network, points: dict, n_points: int) -> pd.DataFrame:
+    """Exact Hessian spectra against the feature Gram for the first n_points of each population."""
+    x_S, y_S = task.x_train, np.where(task.y_train, 1.0, -1.0)
+    spectra = {"as_found": jax.jit(lambda th: geometry.identity_spectra(net, th, x_S, y_S)),
+               # CE has no exact interpolation; its as-found rows show the departure
+               "interpolated": jax.jit(lambda th: geometry.identity_spectra(net, th, x_S, y_S, losses=("mse",)))}
+    project = jax.jit(lambda th: geometry.interpolate(net, th, jnp.asarray(x_S), jnp.asarray(y_S, jnp.float32)))
+    rows = []
+    for pop, pts in points.items():
+        for p in range(min(n_points, len(pts["theta_PxD"]))):
+            theta = jnp.asarray(pts["theta_PxD"][p])
+            for state, th in (("as_found", theta), ("interpolated", project(theta))):
+                s = jax.device_get(spectra[state](th))
+                for loss in geometry.LOSSES:
+                    if f"{loss}_hessian" not in s:
+                        continue
+                    hess, gn = s[f"{loss}_hessian"], s[f"{loss}_gn"]
+                    for i, lam in enumerate(hess):
+                        rows.append({"population": pop, "point": p, "state": state, "loss": loss, "index": i,
+                                     "hessian_eig": float(lam), "gn_eig": float(gn[i]) if i < len(gn) else np.nan,
+                                     "residual_norm": float(s[f"{loss}_residual_norm"]),
+                                     "loss_value": float(s[f"{loss}_loss"])})
+    return pd.DataFrame(rows)
