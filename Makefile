@@ -31,9 +31,12 @@ STUDY_ARGS ?= $(if $(CI),--no-progress)
 TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
 FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators fig_identity fig_geometry fig_accessibility
-FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf))
+# fig_sweep (E5) only for the experiments whose config has a [sweep] section.
+SWEEP_NAMES = $(foreach n,$(NAMES),$(if $(shell grep -l '^\[sweep\]' configs/$(n).toml 2>/dev/null),$(n)))
+FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf)) \
+              $(SWEEP_NAMES:%=results/%/figures/fig_sweep.pdf)
 MACROS = $(NAMES:%=results/%/macros.tex)
-FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py),$(wildcard figures/*.py))
+FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) figures/fig_sweep.py,$(wildcard figures/*.py))
 STUDY_SRC = $(wildcard study/*.py)
 ANALYSIS_SRC = $(wildcard analysis/*.py)
 PAPER_SRC = $(filter-out paper/profile.tex,$(wildcard paper/*.tex paper/*.bib paper/*.sty paper/*.cls))
@@ -46,7 +49,7 @@ export MPLBACKEND = Agg
 
 START_TIME := $(shell date +%s)
 
-.PHONY: all help venv tex check study sample train mcmc nngp geometry analysis figures paper test bench smoke clean distclean FORCE
+.PHONY: all help venv tex check study sample train mcmc nngp geometry sweep analysis figures paper test bench smoke clean distclean FORCE
 
 all: venv tex study analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
 	@s=$$(( $$(date +%s) - $(START_TIME) )); \
@@ -116,7 +119,7 @@ check: venv ## validate every experiment's config without computing anything
 
 study: $(NAMES:%=results/%/raw/stages.json) ## every stage of every experiment: results/<experiment>_<profile>/raw/*.csv
 
-sample train mcmc nngp geometry: venv ## one stage (rejection | SGD | parameter-space MCMC | NNGP | geometry of zero-error points) of every experiment that has it
+sample train mcmc nngp geometry sweep: venv ## one stage (rejection | SGD | parameter-space MCMC | NNGP | geometry of zero-error points | E5 sweep) of every experiment that has it
 	@for c in $(CONFIGS); do \
 	  if $(PY) -c 'import sys; from study.config import load; s = {"sample": "rejection", "train": "sgd"}.get(sys.argv[2], sys.argv[2]); sys.exit(getattr(load(sys.argv[1]), s) is None)' $$c $@; then \
 	    $(PY) -m study $@ --config $$c $(STUDY_ARGS); fi; done

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import geometry, latex, tables
+from analysis import geometry, latex, sweep, tables
 from analysis.macros import macro_name, render
 from study.cli import load_or_report
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
@@ -55,6 +55,12 @@ def build(cfg, results: Path) -> Path:
         out["nngp_summary"] = raw["nngp_summary"]
     if cfg.geometry is not None:
         out |= geometry_tables(cfg, raw, joint)
+    if cfg.sweep is not None:
+        rng = np.random.default_rng(cfg.seed + 1)
+        out["sweep_points"] = sweep.with_derived(raw["sweep"])
+        out["sweep_summary"] = sweep.sweep_summary(out["sweep_points"])
+        out["sweep_correlation"] = sweep.sweep_correlation(out["sweep_points"], rng, cfg.analysis.bootstrap,
+                                                           cfg.analysis.confidence)
 
     for name, frame in out.items():
         if "seed" not in frame:
@@ -72,6 +78,9 @@ def build(cfg, results: Path) -> Path:
         macros |= geometry.geometry_macros(out) | {"GeoPointsPerPopulation": cfg.geometry.points,
                                                    "GeoDelta": cfg.geometry.delta,
                                                    "GeoMinPoints": cfg.analysis.geometry_min_points}
+    if cfg.sweep is not None:
+        macros |= sweep.sweep_macros(out["sweep_summary"], out["sweep_correlation"]) | {
+            "SweepMinSteps": cfg.sweep.min_steps, "SweepSetting": cfg.sweep.setting.replace("_", r"\_")}
     if "estimators" in out:
         atomic_write_text(results / cfg.name / "estimators_table.tex", latex.estimators_table(out["estimators"]))
         macros |= latex.estimator_macros(out["estimators"], agreement)

@@ -246,4 +246,6 @@ def read_raw(raw_dir: Path, cfg: ExperimentConfig) -> dict:
     if cfg.geometry is not None:
         out["geometry"], out["geometry_identity"] = read("geometry.csv"), read("geometry_identity.csv")
         out["geometry_chunks"] = read("geometry_chunks.csv")
+    if cfg.sweep is not None:
+        out["sweep"] = read("sweep.csv")
     return out

@@ -46,3 +46,36 @@ def save(fig, out_dir: Path, name: str) -> None:
         os.replace(tmp, out_dir / f"{name}.{ext}")
     plt.close(fig)
     print(f"wrote {out_dir / name}.pdf/.png")
+
+
+def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.DataFrame, comparison: str,
+                   xlabel: str, note: str):
+    """P_SGD (y) against a P_B estimate (column x), log-log, one panel per SGD setting, with y = x.
+    Filled points (coloured by test error) are those in `above`; each title gives the setting's
+    r_log of `comparison` from agreement.csv with its interval. Returns the figure."""
+    import numpy as np
+
+    settings = list(dict.fromkeys(seen["setting"]))
+    lo = 10 ** np.floor(np.log10(min(seen["p_sgd"].min(), seen[x].min())))
+    ncol = min(3, len(settings))
+    nrow = -(-len(settings) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.1 * nrow), squeeze=False, sharex=True, sharey=True)
+    for ax, setting in zip(axes.flat, settings):
+        mine = seen["setting"] == setting
+        filled, hollow = seen[mine & above], seen[mine & ~above]
+        sc = ax.scatter(filled[x], filled["p_sgd"], c=filled["test_error"], cmap="viridis", vmin=0, vmax=1, s=9, lw=0)
+        ax.scatter(hollow[x], hollow["p_sgd"], facecolors="none", edgecolors="0.6", s=9, lw=0.5)
+        ax.plot([lo, 1], [lo, 1], "k--", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlim=(lo, 1), ylim=(lo, 1))
+        r = agreement[(agreement["comparison"] == comparison) & (agreement["setting"] == setting)
+                      & (agreement["statistic"] == "pearson_log")].iloc[0]
+        ax.set_title(f"{setting}\n$r_{{\\log}}$ = {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", fontsize=8)
+    for ax in axes.flat[len(settings):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"$P_{SGD}(f\mid S)$")
+    fig.colorbar(sc, ax=axes, shrink=0.6, label="test error on E")
+    fig.suptitle(note, fontsize=8, y=1.0)
+    return fig

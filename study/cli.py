@@ -14,7 +14,8 @@ STAGES = {"sample": ("study.stages:run_rejection", "rejection", "rejection"),
           "train": ("study.stages:run_sgd", "sgd", "sgd"),
           "mcmc": ("study.stages:run_mcmc", "mcmc", "mcmc"),
           "nngp": ("study.stages:run_nngp", "nngp", "nngp"),
-          "geometry": ("study.geometry_stage:run_geometry", "geometry", "geometry")}
+          "geometry": ("study.geometry_stage:run_geometry", "geometry", "geometry"),
+          "sweep": ("study.sweep:run_sweep", "sweep", "sweep")}
 
 
 def load_or_report(path: str):
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=("check", *STAGES, "run"), help="check: validate the config; sample: "
                         "rejection sampler (P_B); train: SGD population (P_SGD); mcmc: elliptical slice sampling "
                         "(P_B); nngp: function-space P_B (EP and exact); geometry: NTK spectra, Hessian and basin size of "
-                        "zero-error points; run: every stage the config has, in order")
+                        "zero-error points; sweep: the same for network variants (weight decay, bottleneck); run: every stage the config has, in order")
     parser.add_argument("--config", required=True, help="experiment config (TOML), e.g. configs/e1_quick.toml")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--fresh", action="store_true", help="delete this stage's earlier raw results first")

@@ -53,6 +53,8 @@ class SGDSetting:
     lr: float = 0.1
     batch_size: int = 8
     loss: str = "ce"
+    weight_decay: float = 0.0  # L2 penalty (weight_decay / 2) |theta|^2 added to the training loss
+    min_steps: int = 0  # train at least this many steps: a run stops at the first step >= min_steps that fits S
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,26 @@ class GeometryConfig:
 
 
 @dataclass(frozen=True)
+class SweepVariant:
+    name: str
+    widths: tuple[int, ...]  # hidden widths of this variant's network
+    weight_decay: float = 0.0
+    group: str = ""  # label for grouping in tables and figures, e.g. "weight_decay", "bottleneck"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """E5 connection costs (study/sweep.py): SGD solutions of network variants (widths, weight
+    decay) trained on past the first fit, and posterior points of each width, measured as in
+    [geometry]."""
+    setting: str  # the sgd.settings entry whose optimiser, learning rate, batch size and loss all variants use
+    runs: int = 256  # SGD runs per variant; the ones at zero training error at the end are measured
+    min_steps: int = 2000  # steps every run takes before it may stop, so the penalty can act
+    bayes_points: int = 256  # zero-error prior draws (rejection) per distinct width; 0 = none
+    variants: tuple[SweepVariant, ...] = ()
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     count_threshold: int = 10
     bootstrap: int = 500
@@ -127,6 +149,7 @@ class ExperimentConfig:
     mcmc: MCMCConfig | None = None
     nngp: NNGPConfig | None = None
     geometry: GeometryConfig | None = None
+    sweep: SweepConfig | None = None
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     @property
@@ -152,6 +175,9 @@ class ExperimentConfig:
             if stage == "mcmc" and self.mcmc.init == "sgd":  # chains start from these SGD runs
                 data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
                 data["setting"] = dataclasses.asdict(self.sgd_setting(self.mcmc.init_setting))
+        elif stage == "sweep":
+            data |= {"sweep": dataclasses.asdict(self.sweep), "geometry": dataclasses.asdict(self.geometry),
+                     "sgd": dataclasses.asdict(self.sgd)}
         elif stage == "geometry":  # points are regenerated from the SGD runs and the MCMC states
             data |= {"geometry": dataclasses.asdict(self.geometry), "sgd": dataclasses.asdict(self.sgd),
                      "mcmc": None if self.mcmc is None else self.stage_hash("mcmc")}
@@ -200,6 +226,10 @@ def _coerce(type_name: str, value, where: str):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if type_name == "tuple[SweepVariant, ...]":
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected an array of tables")
+        return tuple(_build(SweepVariant, v, f"{where}[{i}]") for i, v in enumerate(value))
     if type_name == "tuple[SGDSetting, ...]":
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected an array of tables")
@@ -210,6 +240,14 @@ def _coerce(type_name: str, value, where: str):
 def _check(cond: bool, where: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{where}: {message}")
+
+
+def _check_names(names: list[str], where: str) -> list[str]:
+    """Names of settings or variants: unique, and usable in file and macro names."""
+    _check(len(set(names)) == len(names), where, f"names must be unique: {names}")
+    for i, name in enumerate(names):
+        _check(name.replace("_", "").isalnum(), f"{where}[{i}].name", f"use letters, digits and _, got {name!r}")
+    return names
 
 
 def _check_chunks(total: int, chunk: int, batch: int, section: str, what: str) -> None:
@@ -255,15 +293,16 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     _check(sgd.max_steps >= 1, "sgd.max_steps", "must be >= 1")
     _check(sgd.check_every >= 1, "sgd.check_every", "must be >= 1")
     _check(len(sgd.settings) >= 1, "sgd.settings", "needs at least one setting")
-    names = [s.name for s in sgd.settings]
-    _check(len(set(names)) == len(names), "sgd.settings", f"setting names must be unique: {names}")
+    names = _check_names([s.name for s in sgd.settings], "sgd.settings")
     for i, s in enumerate(sgd.settings):
         where = f"sgd.settings[{i}]"
-        _check(s.name.replace("_", "").isalnum(), f"{where}.name", f"use letters, digits and _, got {s.name!r}")
         _check(s.optimizer in OPTIMIZERS, f"{where}.optimizer", f"unknown optimizer {s.optimizer!r}; known: {OPTIMIZERS}")
         _check(s.loss in LOSSES, f"{where}.loss", f"unknown loss {s.loss!r}; known: {LOSSES}")
         _check(s.lr > 0, f"{where}.lr", f"must be > 0, got {s.lr}")
         _check(1 <= s.batch_size <= t.m, f"{where}.batch_size", f"must be in 1..m={t.m}, got {s.batch_size}")
+        _check(s.weight_decay >= 0, f"{where}.weight_decay", f"must be >= 0, got {s.weight_decay}")
+        _check(0 <= s.min_steps < sgd.max_steps, f"{where}.min_steps",
+               f"must be in 0..sgd.max_steps - 1 = {sgd.max_steps - 1}, got {s.min_steps}")
     if cfg.mcmc is not None:
         mc = cfg.mcmc
         for name in ("chains", "thin", "samples"):
@@ -291,6 +330,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                    f"must be a positive multiple of nngp.chunk_draws={ng.chunk_draws}, got {ng.draws}")
     if cfg.geometry is not None:
         validate_geometry(cfg, names)
+    if cfg.sweep is not None:
+        validate_sweep(cfg, names)
     _check(an.count_threshold >= 1, "analysis.count_threshold", "must be >= 1")
     _check(an.geometry_min_points >= 1, "analysis.geometry_min_points", "must be >= 1")
     _check(an.bootstrap >= 10, "analysis.bootstrap", "must be >= 10")
@@ -320,6 +361,23 @@ def validate_geometry(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
                    f"unknown population {pop!r}; known: bayes_rejection, bayes_mcmc, {sgd_names}")
 
 
+def validate_sweep(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
+    w = cfg.sweep
+    _check(cfg.geometry is not None, "sweep", "needs a [geometry] section (its measures are used)")
+    _check(w.setting in sgd_names, "sweep.setting", f"must name one of the sgd.settings {sgd_names}, got {w.setting!r}")
+    _check(w.runs >= 1, "sweep.runs", f"must be >= 1, got {w.runs}")
+    _check(w.bayes_points >= 0, "sweep.bayes_points", f"must be >= 0, got {w.bayes_points}")
+    _check(0 <= w.min_steps < cfg.sgd.max_steps, "sweep.min_steps",
+           f"must be in 0..sgd.max_steps - 1 = {cfg.sgd.max_steps - 1}, got {w.min_steps}")
+    _check(len(w.variants) >= 1, "sweep.variants", "needs at least one variant")
+    _check_names([v.name for v in w.variants], "sweep.variants")
+    for i, v in enumerate(w.variants):
+        where = f"sweep.variants[{i}]"
+        _check(len(v.widths) >= 1 and all(x >= 1 for x in v.widths), f"{where}.widths",
+               f"must be a non-empty list of positive widths, got {list(v.widths)}")
+        _check(v.weight_decay >= 0, f"{where}.weight_decay", f"must be >= 0, got {v.weight_decay}")
+
+
 def load(path: str | Path) -> ExperimentConfig:
     path = Path(path)
     if not path.is_file():
@@ -337,7 +395,7 @@ def from_dict(raw: dict) -> ExperimentConfig:
         if key not in raw:
             raise ConfigError(f"{key}: missing")
     sections = {"task": TaskConfig, "network": NetworkConfig, "rejection": RejectionConfig,
-                "sgd": SGDConfig, "mcmc": MCMCConfig, "nngp": NNGPConfig, "geometry": GeometryConfig, "analysis": AnalysisConfig}
+                "sgd": SGDConfig, "mcmc": MCMCConfig, "nngp": NNGPConfig, "geometry": GeometryConfig, "sweep": SweepConfig, "analysis": AnalysisConfig}
     kwargs = {}
     for key, value in raw.items():
         if key in sections:

@@ -26,9 +26,8 @@ from study import geometry, mcmc, sgd
 from study.config import ExperimentConfig
 from study.encoding import pack_signs, words_to_hex
 from study.network import Network
-from study.stages import StageError, raw_dir, setup, sgd_key
-from study.store import (atomic_write_csv, atomic_write_npz, claim_directory, read_chunks, run_chunks,
-                         write_sidecar)
+from study.stages import StageError, open_stage, raw_dir, setup, sgd_key
+from study.store import atomic_write_csv, atomic_write_npz, read_chunks, run_chunks, write_sidecar
 from study.tasks import Task
 
 GEOMETRY_STREAM = 5
@@ -84,10 +83,7 @@ def radius_grid(gc) -> np.ndarray:
 def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
     task, net = setup(cfg)
     gc = cfg.geometry
-    config_hash = cfg.stage_hash("geometry")
-    directory = raw_dir(cfg, results) / "geometry"
-    claim_directory(directory, "geometry", config_hash, "geometry points and chunks")
-    key = jax.random.fold_in(jax.random.key(cfg.seed), GEOMETRY_STREAM)
+    directory, config_hash, key = open_stage(cfg, results, "geometry", GEOMETRY_STREAM, "geometry points and chunks")
     pops = populations(cfg)
     points = {}
     for i, pop in enumerate(pops):

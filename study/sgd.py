@@ -8,7 +8,8 @@ lengths finish. Each run is a pure function of its own key fold_in(setting_key, 
 initialisation and its minibatch order do not depend on the slot, pool size or chunk it ran in.
 
 A run checks training accuracy on all of S *before* each update and stops without updating once
-it is 100%: the parameters kept are those of the step that first fitted S.
+it is 100% (and it has taken at least the setting's min_steps): the parameters kept are those of the
+first such step.
 """
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ INIT_STREAM, BATCH_STREAM = 0, 1
 
 
 def make_optimizer(setting: SGDSetting) -> optax.GradientTransformation:
-    return {"sgd": optax.sgd, "adam": optax.adam}[setting.optimizer](setting.lr)
+    """The setting's optimiser; weight decay w adds w * theta to the gradient (an L2 penalty
+    (w / 2) |theta|^2 in the loss, for Adam too: L2-regularised Adam, not AdamW)."""
+    base = {"sgd": optax.sgd, "adam": optax.adam}[setting.optimizer](setting.lr)
+    if setting.weight_decay > 0:
+        return optax.chain(optax.add_decayed_weights(setting.weight_decay), base)
+    return base
 
 
 def per_example_loss(loss: str) -> Callable:
@@ -74,7 +80,7 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     def slot_step(theta_D, opt_state, step, orders, t, live):
         """Step t of the round; orders are the slot's minibatch orders for this round."""
         fitted, _ = fits(theta_D)
-        frozen = fitted | (step >= cfg.max_steps) | ~live
+        frozen = (fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps) | ~live
         epoch, pos = jnp.divmod(t, batches_per_epoch)
         idx_B = jax.lax.dynamic_slice(orders[epoch], (pos * B,), (B,))
         grads = jax.grad(train_loss)(theta_D, idx_B)
@@ -113,7 +119,7 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
 
             theta, opt_state, step = jax.lax.fori_loop(0, round_steps, inner, (s["theta"], s["opt"], s["step"]))
             fitted, loss = v_fits(theta)
-            finished = s["live"] & (fitted | (step >= cfg.max_steps))
+            finished = s["live"] & ((fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps))
             # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).
             where = jnp.where(finished, s["run"], R)
             words = pack_signs(net.apply_population(theta, x_E))

@@ -37,14 +37,22 @@ def raw_dir(cfg: ExperimentConfig, results: Path) -> Path:
     return Path(results) / cfg.name / "raw"
 
 
+def open_stage(cfg: ExperimentConfig, results: Path, stage: str, stream: int, description: str,
+               prng: str | None = None) -> tuple[Path, str, jax.Array]:
+    """A stage's raw chunk directory (claimed for this config and code), its config hash, and its
+    key fold_in(key(seed), stream)."""
+    config_hash = cfg.stage_hash(stage)
+    directory = raw_dir(cfg, results) / stage
+    claim_directory(directory, stage, config_hash, description)
+    return directory, config_hash, jax.random.fold_in(jax.random.key(cfg.seed, impl=prng), stream)
+
+
 def run_rejection(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
     """Rejection sampling of P_B(f|S); writes bayes_counts.csv (one row per chunk and function)."""
     task, net = setup(cfg)
     rc = cfg.rejection
-    config_hash = cfg.stage_hash("rejection")
-    directory = raw_dir(cfg, results) / "rejection"
-    claim_directory(directory, "rejection", config_hash, "rejection-sampler chunks")
-    key = jax.random.fold_in(jax.random.key(cfg.seed, impl=rc.prng), REJECTION_STREAM)
+    directory, config_hash, key = open_stage(cfg, results, "rejection", REJECTION_STREAM, "rejection-sampler chunks",
+                                             prng=rc.prng)
     batch_fn = rejection.make_batch_fn(net, task, rc.batch)
     n_batches = rc.chunk_draws // rc.batch
 
@@ -144,10 +152,7 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     After each chunk the chains' states are saved, so a killed run resumes exactly."""
     task, net = setup(cfg)
     mc = cfg.mcmc
-    config_hash = cfg.stage_hash("mcmc")
-    directory = raw_dir(cfg, results) / "mcmc"
-    claim_directory(directory, "mcmc", config_hash, "MCMC chunks")
-    key = jax.random.fold_in(jax.random.key(cfg.seed), MCMC_STREAM)
+    directory, config_hash, key = open_stage(cfg, results, "mcmc", MCMC_STREAM, "MCMC chunks")
     init_file = directory / "init.npz"
     if not init_file.exists():
         theta0, source = mcmc_init(cfg, task, net, jax.random.fold_in(key, 0))
@@ -215,7 +220,7 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
 def write_done(cfg: ExperimentConfig, results: Path, stages: list[str]) -> None:
     """raw/stages.json: written when every stage of the config is complete (make's target)."""
     atomic_write_json({"stages": stages, "config_hashes": {
-        s: cfg.stage_hash(s) for s in ("rejection", "mcmc", "nngp", "geometry") if getattr(cfg, s) is not None}},
+        s: cfg.stage_hash(s) for s in ("rejection", "mcmc", "nngp", "geometry", "sweep") if getattr(cfg, s) is not None}},
         raw_dir(cfg, results) / "stages.json")
 
 
@@ -228,10 +233,7 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
 
     task, net = setup(cfg)
     ng = cfg.nngp
-    config_hash = cfg.stage_hash("nngp")
-    directory = raw_dir(cfg, results) / "nngp"
-    claim_directory(directory, "nngp", config_hash, "NNGP chunks")
-    key = jax.random.fold_in(jax.random.key(cfg.seed), NNGP_STREAM)
+    directory, config_hash, key = open_stage(cfg, results, "nngp", NNGP_STREAM, "NNGP chunks")
     x = np.concatenate([task.x_train, task.x_test])
     K = nngp.nngp_kernel(net, x)
     m, n_test = len(task.train_idx), len(task.test_idx)

@@ -29,7 +29,8 @@ PACKAGES = ("jax", "jaxlib", "neural-tangents", "numpyro", "blackjax", "optax", 
 SHARED_MODULES = ("config.py", "tasks.py", "encoding.py", "network.py", "stages.py")
 STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",),
                  "mcmc": SHARED_MODULES + ("mcmc.py", "rejection.py", "sgd.py"), "nngp": SHARED_MODULES + ("nngp.py",),
-                 "geometry": SHARED_MODULES + ("geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py")}
+                 "geometry": SHARED_MODULES + ("geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py"),
+                 "sweep": SHARED_MODULES + ("sweep.py", "geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py")}
 
 
 UMASK = os.umask(0)

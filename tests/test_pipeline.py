@@ -17,9 +17,9 @@ from study import cli
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
 FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators", "fig_identity",
-           "fig_geometry", "fig_accessibility")
+           "fig_geometry", "fig_accessibility", "fig_sweep")
 RAW = ("bayes_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "nngp_ep.csv",
-       "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv")
+       "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv", "sweep.csv")
 
 
 def write_config(path: Path, **sections) -> Path:
@@ -28,12 +28,14 @@ def write_config(path: Path, **sections) -> Path:
         raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
     lines = [f'name = "{raw.pop("name")}"', f'seed = {raw.pop("seed")}']
     for section, values in raw.items():
-        settings = values.pop("settings", [])
+        tables = {k: values.pop(k) for k in list(values) if isinstance(values[k], list) and values[k]
+                  and isinstance(values[k][0], dict)}  # arrays of tables: sgd.settings, sweep.variants
         lines.append(f"[{section}]")
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in values.items()]
-        for s in settings:
-            lines.append(f"[[{section}.settings]]")
-            lines += [f"{k} = {v!r}".replace("'", '"') for k, v in s.items()]
+        for name, entries in tables.items():
+            for entry in entries:
+                lines.append(f"[[{section}.{name}]]")
+                lines += [f"{k} = {v!r}".replace("'", '"') for k, v in entry.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -62,7 +64,8 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
     for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage", "mcmc_summary",
                   "estimators", "pb_estimates", "nngp_summary", "geometry_identity", "geometry_summary",
-                  "geometry_compare", "geometry_by_function", "geometry_paired", "accessibility"):
+                  "geometry_compare", "geometry_by_function", "geometry_paired", "accessibility", "sweep_summary",
+                  "sweep_correlation"):
         frame = pd.read_csv(smoke / "tables" / f"{table}.csv")
         assert len(frame) and "seed" in frame and (smoke / "tables" / f"{table}.json").exists()
     joint = pd.read_csv(smoke / "tables" / "joint.csv", dtype={"function": str})
@@ -95,6 +98,20 @@ def test_geometry_points_are_the_populations_own_points(smoke):
     identity = pd.read_csv(smoke / "tables" / "geometry_identity.csv")
     assert identity.query("state == 'interpolated'")["max_rel_error"].max() < 1e-4
     assert identity.query("state == 'as_found'")["max_rel_error"].min() > 1e-3
+
+
+def test_sweep_measures_every_zero_error_point_of_every_variant(smoke):
+    sweep = pd.read_csv(smoke / "raw" / "sweep.csv", dtype={"function": str})
+    sgd = sweep[sweep["population"] == "sgd"]
+    assert set(sgd["variant"]) == {"wd_0", "wd_0p1", "bn_2"} and sgd.groupby("variant").size().eq(16).all()
+    assert (sgd["steps"] >= 50).all()  # sweep.min_steps: trained on past the first fit
+    fitted = sweep[sweep["fitted"]]
+    # zero training error; an output of exactly 0 (all bottleneck units off) counts as the negative class
+    assert fitted["ntk_S_entropy_rank"].notna().all() and (fitted["min_margin"] >= 0).all()
+    assert sweep.loc[~sweep["fitted"], "ntk_S_entropy_rank"].isna().all()
+    assert set(sweep.loc[sweep["population"] == "bayes", "widths"]) == {"40-40", "40-2-40"}
+    norms = fitted[fitted["population"] == "sgd"].groupby("variant")["theta_norm"].median()
+    assert norms["wd_0p1"] < norms["wd_0"]  # the penalty shrinks the solutions
 
 
 def test_same_config_and_seed_give_identical_csvs(smoke, tmp_path):

@@ -30,7 +30,7 @@ def reference_run(setting, run_id, max_steps=2000, task=TASK, net=NET):
     m, B = len(y), setting.batch_size
     fits = lambda t: bool(jnp.all((net.apply_flat(t, x) > 0) == (y > 0)))
     step = 0
-    while not fits(theta) and step < max_steps:
+    while not (fits(theta) and step >= setting.min_steps) and step < max_steps:
         epoch, pos = divmod(step, m // B)
         order = (jnp.arange(m) if B == m else
                  jax.random.permutation(jax.random.fold_in(jax.random.fold_in(run_key, sgd.BATCH_STREAM), epoch), m))
@@ -44,7 +44,9 @@ def reference_run(setting, run_id, max_steps=2000, task=TASK, net=NET):
 
 
 @pytest.mark.parametrize("setting", [SGDSetting("s", "sgd", 0.1, 2, "ce"), SGDSetting("a", "adam", 0.01, 5, "mse"),
-                                     SGDSetting("f", "sgd", 0.1, 10, "ce")], ids=lambda s: s.optimizer + str(s.batch_size))
+                                     SGDSetting("f", "sgd", 0.1, 10, "ce"),
+                                     SGDSetting("w", "sgd", 0.1, 2, "ce", weight_decay=0.05, min_steps=30)],
+                         ids=lambda s: s.optimizer + str(s.batch_size) + ("_wd" if s.weight_decay else ""))
 def test_population_matches_one_at_a_time_reference(setting):
     out = train(setting, runs=24, pool=8)
     functions = words_to_hex(out["words"], 10)
@@ -75,3 +77,22 @@ def test_run_results_do_not_depend_on_pool_chunk_or_round_length():
     for k in ("steps", "fitted", "words"):
         np.testing.assert_array_equal(a[k], b[k])
         np.testing.assert_array_equal(a[k][16:], c[k])
+
+
+def test_weight_decay_is_an_l2_penalty_in_the_loss():
+    """One SGD step with weight decay w equals a plain step on the loss + (w / 2) |theta|^2."""
+    theta = NET.sample_one(jax.random.key(0))
+    x, y = jnp.asarray(TASK.x_train), jnp.where(jnp.asarray(TASK.y_train), 1.0, -1.0)
+    loss = lambda t: jnp.mean(sgd.per_example_loss("ce")(NET.apply_flat(t, x), y))
+    setting = SGDSetting("w", "sgd", 0.1, 10, "ce", weight_decay=0.3)
+    opt = sgd.make_optimizer(setting)
+    updates, _ = opt.update(jax.grad(loss)(theta), opt.init(theta), theta)
+    penalised = jax.grad(lambda t: loss(t) + 0.15 * jnp.sum(t**2))(theta)
+    np.testing.assert_allclose(optax.apply_updates(theta, updates), theta - 0.1 * penalised, rtol=1e-5, atol=1e-6)
+
+
+def test_min_steps_trains_on_after_the_first_fit_and_stops_fitted():
+    out = train(SGDSetting("s", "sgd", 0.1, 2, "ce", min_steps=40), runs=16, pool=8)
+    assert out["fitted"].all() and (out["steps"] >= 40).all()
+    first = train(SGDSetting("s", "sgd", 0.1, 2, "ce"), runs=16, pool=8)
+    assert (first["steps"] < 40).all()  # without it the same runs stop at their first fit

@@ -1,0 +1,73 @@
+"""E5 tables from raw/sweep.csv: each network variant's solutions (and each width's posterior
+points) summarised, and whether fewer features go with broader basins, point by point."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.geometry import spearman_ci
+
+MEASURES = ("ntk_S_entropy_rank", "ntk_X_entropy_rank", "hess_mse_top", "hess_ce_top", "gn_mse_log_det",
+            "log_radius_mean", "log_radius_relative", "theta_norm")
+FEATURES = ("ntk_S_entropy_rank", "ntk_X_entropy_rank")
+BASINS = ("log_radius_mean", "gn_mse_log_det", "hess_mse_top")
+
+
+def with_derived(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Adds log_radius_relative = mean log radius - log |theta|: the basin radius in units of the
+    point's own norm, which weight decay changes (so the absolute radius alone would mislead)."""
+    return sweep.assign(log_radius_relative=sweep["log_radius_mean"] - np.log(sweep["theta_norm"]))
+
+
+def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: runs, runs at zero training error at the end, median steps, and the
+    median and quartiles of each measure over its zero-error points."""
+    rows = []
+    for variant, g in sweep.groupby("variant", sort=False):
+        ok = g[g["fitted"]]
+        row = {"variant": variant, "group": g["group"].iat[0], "population": g["population"].iat[0],
+               "widths": g["widths"].iat[0], "weight_decay": float(g["weight_decay"].iat[0]),
+               "n_params": int(g["n_params"].iat[0]), "runs": len(g), "fitted": len(ok),
+               "median_steps": float(ok["steps"].median()) if len(ok) else np.nan}
+        for m in MEASURES:
+            q25, q50, q75 = np.quantile(ok[m], [0.25, 0.5, 0.75]) if len(ok) else (np.nan,) * 3
+            row |= {f"{m}_median": float(q50), f"{m}_q25": float(q25), f"{m}_q75": float(q75)}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_correlation(sweep: pd.DataFrame, rng: np.random.Generator, boot: int, confidence: float) -> pd.DataFrame:
+    """Spearman correlation, over zero-error points, of each feature count with each basin measure:
+    pooled over all SGD variants (scope all_sgd), pooled over the posterior points of every width
+    (all_bayes), and within each variant; bootstrap intervals over points."""
+    ok = sweep[sweep["fitted"]]
+    scopes = [("all_sgd", ok[ok["population"] == "sgd"]), ("all_bayes", ok[ok["population"] == "bayes"])]
+    scopes += list(ok.groupby("variant", sort=False))
+    rows = []
+    for scope, g in scopes:
+        if len(g) < 10:
+            continue
+        for x in FEATURES:
+            for y in BASINS:
+                rho, lo, hi = spearman_ci(g[x].to_numpy(float), g[y].to_numpy(float), rng, boot, confidence)
+                rows.append({"scope": scope, "x": x, "y": y, "points": len(g), "spearman": rho,
+                             "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def sweep_macros(summary: pd.DataFrame, corr: pd.DataFrame) -> dict[str, object]:
+    from analysis.macros import macro_name
+
+    m: dict[str, object] = {}
+    for r in summary.itertuples():
+        k = lambda *p: macro_name("Sweep", r.variant, *p)
+        m |= {k("Runs"): int(r.runs), k("Fitted"): int(r.fitted), k("Steps"): float(r.median_steps)}
+        for measure in MEASURES:
+            m[k(measure)] = float(getattr(r, f"{measure}_median"))
+    for r in corr[corr["scope"].isin(["all_sgd", "all_bayes"])].itertuples():
+        k = lambda *p: macro_name("SweepCorr", r.scope, r.x, r.y, *p)
+        m |= {k(): float(r.spearman), k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+    sgd = summary[summary["population"] == "sgd"]
+    m["SweepVariants"] = len(sgd)
+    m["SweepNotFitted"] = int((sgd["runs"] - sgd["fitted"]).sum())
+    return m

@@ -1,0 +1,108 @@
+"""E5, connection costs: do an L2 penalty or a narrow bottleneck layer give solutions with fewer
+independent features and broader basins? For each variant of the network (hidden widths, weight
+decay) a population of SGD runs, trained with the config's [sweep] setting for at least
+sweep.min_steps steps (so the penalty acts after the first fit) and stopped at the first later
+step at zero training error; and, per distinct width, zero-error prior draws (the posterior,
+which weight decay does not change). Every zero-error point is measured as in [geometry].
+
+Writes raw/sweep.csv: one row per run or posterior point, with its variant, widths, weight decay,
+population (sgd | bayes), steps, whether it ended at zero training error, and the measures (empty
+for runs that did not). Each variant is one resumable chunk under raw/sweep/."""
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from study import geometry, mcmc, sgd
+from study.config import ExperimentConfig, NetworkConfig
+from study.geometry_stage import functions_on_E, radius_grid
+from study.network import Network, build_network
+from study.stages import StageError, open_stage, raw_dir, setup
+from study.store import atomic_write_csv, read_chunks, run_chunks, write_sidecar
+from study.tasks import Task
+
+SWEEP_STREAM = 6
+
+
+def width_label(widths) -> str:
+    return "-".join(str(w) for w in widths)
+
+
+def measure_points(cfg: ExperimentConfig, net: Network, task: Task, theta_PxD: np.ndarray, key: jax.Array) -> dict:
+    """Every geometry measure of the points, in batches of geometry.chunk_points."""
+    gc = cfg.geometry
+    measure = geometry.make_point_measures(
+        net, task.x, task.train_idx, np.where(task.y_train, 1.0, -1.0), top_k=gc.top_k,
+        lanczos_matvecs=gc.lanczos_matvecs, hutchinson_samples=gc.hutchinson_samples, delta=gc.delta,
+        directions=gc.directions, radii_G=radius_grid(gc))
+    parts = []
+    for start in range(0, len(theta_PxD), gc.chunk_points):
+        idx = jnp.arange(start, min(start + gc.chunk_points, len(theta_PxD)))
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
+        parts.append(jax.device_get(measure(jnp.asarray(theta_PxD[start:start + gc.chunk_points]), keys)))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def run_sweep(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
+    task, _ = setup(cfg)
+    sw = cfg.sweep
+    directory, config_hash, key = open_stage(cfg, results, "sweep", SWEEP_STREAM, "connection-cost sweep chunks")
+    template = cfg.sgd_setting(sw.setting)
+    widths = list(dict.fromkeys(v.widths for v in sw.variants))
+    items = [("sgd", v) for v in sw.variants] + ([("bayes", w) for w in widths] if sw.bayes_points else [])
+
+    def network(w) -> Network:
+        return build_network(NetworkConfig(widths=w, sigma_w=cfg.network.sigma_w, sigma_b=cfg.network.sigma_b),
+                             cfg.task.n)
+
+    def compute(c: int):
+        kind, item = items[c]
+        t0 = time.perf_counter()
+        item_key = jax.random.fold_in(key, zlib.crc32(f"{kind}:{item}".encode()))
+        if kind == "sgd":
+            net = network(item.widths)
+            setting = dataclasses.replace(template, name=item.name, weight_decay=item.weight_decay,
+                                          min_steps=sw.min_steps)
+            out = jax.device_get(sgd.make_chunk_trainer(net, task, setting, cfg.sgd, sw.runs, keep_params=True)(
+                jax.random.fold_in(item_key, 0), 0))
+            fitted = out["fitted"]
+            theta = out["theta"][fitted]
+            rows = pd.DataFrame({"variant": item.name, "group": item.group, "widths": width_label(item.widths),
+                                 "weight_decay": item.weight_decay, "population": "sgd", "point": np.arange(sw.runs),
+                                 "steps": out["steps"], "fitted": fitted, "final_loss": out["loss"]})
+        else:
+            net = network(item)
+            try:
+                theta = mcmc.init_from_rejection(net, task, jax.random.fold_in(item_key, 0), sw.bayes_points)
+            except RuntimeError as err:
+                raise StageError(f"sweep: posterior points for widths {list(item)}: {err}") from None
+            rows = pd.DataFrame({"variant": f"bayes_{width_label(item).replace('-', '_')}", "group": "posterior",
+                                 "widths": width_label(item), "weight_decay": 0.0, "population": "bayes",
+                                 "point": np.arange(len(theta)), "steps": 0, "fitted": True, "final_loss": np.nan})
+            fitted = np.ones(len(theta), bool)
+        measures = measure_points(cfg, net, task, np.asarray(theta), jax.random.fold_in(item_key, 1))
+        functions = np.full(len(rows), "", dtype=object)
+        functions[fitted] = functions_on_E(net, task, theta) if len(theta) else []
+        rows["function"] = functions
+        for name, values in measures.items():
+            column = np.full(len(rows), np.nan)
+            column[fitted] = values
+            rows[name] = column
+        rows["n_params"] = net.n_params
+        return rows, {"points": int(fitted.sum()), "seconds": time.perf_counter() - t0}
+
+    start = time.perf_counter()
+    table, stats = read_chunks(run_chunks(directory, len(items), compute, "sweep", progress))
+    out = raw_dir(cfg, results) / "sweep.csv"
+    atomic_write_csv(table.drop(columns="chunk", errors="ignore").assign(config_hash=config_hash, seed=cfg.seed), out)
+    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="sweep",
+                  wall_seconds_this_invocation=time.perf_counter() - start,
+                  sweep_seconds=float(stats["seconds"].sum()))
+    return out
