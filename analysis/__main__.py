@@ -96,6 +96,7 @@ def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFra
     fn["in_accessibility"] = geometry.in_accessibility(fn, an.count_threshold, an.geometry_min_points)
     m = cfg.task.m
     spectra = raw["geometry_identity"]
+    points, seconds = int(raw["geometry_chunks"]["points"].sum()), float(raw["geometry_chunks"]["seconds"].sum())
     return {"geometry_identity": geometry.identity_summary(spectra, m),
             "identity_spectra": spectra[spectra["index"] < m + 5].drop(columns=["config_hash", "seed"]),
             "geometry_points": geom,
@@ -106,10 +107,8 @@ def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFra
             "accessibility": geometry.accessibility(fn, an.count_threshold, an.geometry_min_points, rng,
                                                     an.bootstrap, an.confidence),
             "geometry_cost": pd.DataFrame([{
-                "points": int(raw["geometry_chunks"]["points"].sum()),
-                "seconds": float(raw["geometry_chunks"]["seconds"].sum()),
-                "seconds_per_point": float(raw["geometry_chunks"]["seconds"].sum() / raw["geometry_chunks"]["points"].sum()),
-                "n_params": int(geom["n_params"].iat[0]) if "n_params" in geom else -1}])}
+                "points": points, "seconds": seconds, "seconds_per_point": seconds / points,
+                "n_params": int(geom["n_params"].iat[0])}])}
 
 
 def macro_prefix(cfg) -> str:
@@ -125,7 +124,7 @@ def paper_macros(cfg, out: dict) -> dict:
          "SigmaW": cfg.network.sigma_w, "SigmaB": cfg.network.sigma_b, "Seed": cfg.seed,
          "CountThreshold": cfg.analysis.count_threshold, "Bootstrap": cfg.analysis.bootstrap,
          "ConfidencePct": int(round(100 * cfg.analysis.confidence)), "NumSettings": len(runs_sum),
-         "Reference": {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC"}[cfg.reference]}
+         "Reference": latex.ESTIMATOR_NAMES[cfg.reference]}
     if "sampler_summary" in out:
         s = out["sampler_summary"].iloc[0]
         m |= {"RejDraws": int(s["draws"]), "RejAccepted": int(s["accepted"]), "RejAcceptance": float(s["acceptance"]),

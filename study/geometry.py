@@ -65,7 +65,7 @@ def lanczos_top(matvec: Callable, key: jax.Array, dim: int, k: int, num_matvecs:
     """The k largest eigenvalues (descending) of a symmetric operator by Lanczos with full
     reorthogonalisation (matfree), from a random start."""
     tridiag = decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)
-    vals, _ = eig.eigh_partial(tridiag)(lambda v: matvec(v), jax.random.normal(key, (dim,)))
+    vals, _ = eig.eigh_partial(tridiag)(matvec, jax.random.normal(key, (dim,)))
     return jnp.sort(vals)[::-1][:k]
 
 
@@ -73,7 +73,7 @@ def hutchinson_trace(matvec: Callable, key: jax.Array, dim: int, samples: int) -
     """tr(H) by Hutchinson's estimator with Rademacher probes (matfree): (mean, standard error)."""
     sampler = stochtrace.sampler_signs(jnp.zeros(dim), num=samples)
     estimate = stochtrace.estimator_monte_carlo_mean_and_sem(stochtrace.monte_carlo_trace(), sampler)
-    return estimate(lambda v: matvec(v), key)
+    return estimate(matvec, key)
 
 
 def spectrum_stats(eig_K: jnp.ndarray, thresholds: tuple[float, ...]) -> dict[str, jnp.ndarray]:

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from study import geometry, mcmc, sgd
+from study import geometry, mcmc
 from study.config import ExperimentConfig
 from study.encoding import pack_signs, words_to_hex
 from study.network import Network
-from study.stages import StageError, open_stage, raw_dir, setup, sgd_key
+from study.stages import StageError, first_sgd_solutions, open_stage, raw_dir, setup
 from study.store import atomic_write_csv, atomic_write_npz, read_chunks, run_chunks, write_sidecar
 from study.tasks import Task
 
@@ -67,17 +67,18 @@ def collect_points(cfg: ExperimentConfig, results: Path, task: Task, net: Networ
             u[0::2], u[1::2] = f["u0"], f["u1"]  # chain c is in group c % 2 (study/stages.py)
         theta, source = (u * np.asarray(net.prior_std_D))[:n], np.arange(min(n, len(u)))
     else:
-        setting = cfg.sgd_setting(population)
-        trainer = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, n, keep_params=True)
-        out = jax.device_get(trainer(sgd_key(cfg, setting), 0))
-        fitted = out["fitted"]
-        theta, source = out["theta"][fitted], np.arange(n)[fitted]
+        theta, source = first_sgd_solutions(cfg, task, net, cfg.sgd_setting(population), n)
     return {"theta_PxD": np.asarray(theta, np.float32), "function": np.array(functions_on_E(net, task, theta)),
             "source_id": source}
 
 
-def radius_grid(gc) -> np.ndarray:
-    return np.geomspace(gc.radius_min, gc.radius_max, gc.radius_grid)
+def point_measures(cfg: ExperimentConfig, net: Network, task: Task):
+    """geometry.make_point_measures for this network and task with the config's [geometry] settings."""
+    gc = cfg.geometry
+    return geometry.make_point_measures(
+        net, task.x, task.train_idx, np.where(task.y_train, 1.0, -1.0), top_k=gc.top_k,
+        lanczos_matvecs=gc.lanczos_matvecs, hutchinson_samples=gc.hutchinson_samples, delta=gc.delta,
+        directions=gc.directions, radii_G=np.geomspace(gc.radius_min, gc.radius_max, gc.radius_grid))
 
 
 def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
@@ -96,11 +97,7 @@ def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) ->
             raise StageError(f"geometry: population {pop} has no zero-error points among its first {gc.points}")
     index = pd.DataFrame([(pop, p) for pop in pops for p in range(len(points[pop]["theta_PxD"]))],
                          columns=["population", "point"])
-    y_S = np.where(task.y_train, 1.0, -1.0)
-    measure = geometry.make_point_measures(
-        net, task.x, task.train_idx, y_S, top_k=gc.top_k, lanczos_matvecs=gc.lanczos_matvecs,
-        hutchinson_samples=gc.hutchinson_samples, delta=gc.delta, directions=gc.directions,
-        radii_G=radius_grid(gc))
+    measure = point_measures(cfg, net, task)
     measure_key = jax.random.fold_in(key, len(pops))
 
     def compute(c: int):

@@ -73,6 +73,10 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
         return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(stream, first + e), m))(
             jnp.arange(epochs_per_round))
 
+    def done(fitted, step):
+        """A run stops at the first check where it fits S after min_steps, or at the step cap."""
+        return (fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps)
+
     def fits(theta_D):
         out_S = net.apply_flat(theta_D, x_S)
         return jnp.all((out_S > 0) == (y_S > 0)), jnp.mean(ell(out_S, y_S))
@@ -80,7 +84,7 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     def slot_step(theta_D, opt_state, step, orders, t, live):
         """Step t of the round; orders are the slot's minibatch orders for this round."""
         fitted, _ = fits(theta_D)
-        frozen = (fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps) | ~live
+        frozen = done(fitted, step) | ~live
         epoch, pos = jnp.divmod(t, batches_per_epoch)
         idx_B = jax.lax.dynamic_slice(orders[epoch], (pos * B,), (B,))
         grads = jax.grad(train_loss)(theta_D, idx_B)
@@ -119,7 +123,7 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
 
             theta, opt_state, step = jax.lax.fori_loop(0, round_steps, inner, (s["theta"], s["opt"], s["step"]))
             fitted, loss = v_fits(theta)
-            finished = s["live"] & ((fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps))
+            finished = s["live"] & done(fitted, step)
             # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).
             where = jnp.where(finished, s["run"], R)
             words = pack_signs(net.apply_population(theta, x_E))

@@ -123,6 +123,15 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
     return out
 
 
+def first_sgd_solutions(cfg: ExperimentConfig, task: Task, net: Network, setting, runs: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters and run ids of the runs among 0..runs-1 of an SGD setting that fitted S: the same
+    runs, with the same keys, as the first rows of that setting's population."""
+    trainer = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, runs, keep_params=True)
+    out = jax.device_get(trainer(sgd_key(cfg, setting), 0))
+    return out["theta"][out["fitted"]], np.arange(runs)[out["fitted"]]
+
+
 def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array) -> tuple[np.ndarray, str]:
     """Zero-training-error starting points for the chains, and where they came from."""
     mc = cfg.mcmc
@@ -134,9 +143,7 @@ def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array) -
     # The first runs of an SGD setting (the same runs as that setting's population), kept fitted.
     setting = cfg.sgd_setting(mc.init_setting)
     runs = 2 * mc.chains  # spare runs for those that do not fit within the step cap
-    trainer = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, runs, keep_params=True)
-    out = jax.device_get(trainer(sgd_key(cfg, setting), 0))
-    theta = out["theta"][out["fitted"]]
+    theta, _ = first_sgd_solutions(cfg, task, net, setting, runs)
     if len(theta) < mc.chains:
         raise StageError(f"mcmc.init_setting {setting.name!r}: only {len(theta)} of {runs} runs fitted S; "
                          f"fewer than mcmc.chains = {mc.chains}")

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from study import geometry, mcmc, sgd
+from study import mcmc, sgd
 from study.config import ExperimentConfig, NetworkConfig
-from study.geometry_stage import functions_on_E, radius_grid
+from study.geometry_stage import functions_on_E, point_measures
 from study.network import Network, build_network
 from study.stages import StageError, open_stage, raw_dir, setup
 from study.store import atomic_write_csv, read_chunks, run_chunks, write_sidecar
@@ -38,10 +38,7 @@ def width_label(widths) -> str:
 def measure_points(cfg: ExperimentConfig, net: Network, task: Task, theta_PxD: np.ndarray, key: jax.Array) -> dict:
     """Every geometry measure of the points, in batches of geometry.chunk_points."""
     gc = cfg.geometry
-    measure = geometry.make_point_measures(
-        net, task.x, task.train_idx, np.where(task.y_train, 1.0, -1.0), top_k=gc.top_k,
-        lanczos_matvecs=gc.lanczos_matvecs, hutchinson_samples=gc.hutchinson_samples, delta=gc.delta,
-        directions=gc.directions, radii_G=radius_grid(gc))
+    measure = point_measures(cfg, net, task)
     parts = []
     for start in range(0, len(theta_PxD), gc.chunk_points):
         idx = jnp.arange(start, min(start + gc.chunk_points, len(theta_PxD)))
