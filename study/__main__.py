@@ -1,5 +1,9 @@
 import sys
 
-from study.cli import main
+from study.devices import use_every_core
+
+use_every_core()
+
+from study.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -17,6 +17,9 @@ MCMC_INITS = ("rejection", "sgd")
 NNGP_EXACT = ("rejection", "ess")
 LOSSES = ("ce", "mse")
 PRNG_IMPLS = ("threefry2x32", "rbg")
+# SGD fields that only schedule the work: no run's result depends on them (tests/test_sgd.py), so
+# they are left out of the config hashes and changing them keeps earlier results valid.
+SGD_SCHEDULING = ("pool", "check_every")
 
 
 class ConfigError(ValueError):
@@ -61,7 +64,7 @@ class SGDSetting:
 class SGDConfig:
     runs: int = 10_000
     chunk_runs: int = 5_000
-    pool: int = 1024  # networks trained side by side; finished slots are refilled
+    pool: int = 1024  # networks trained side by side (split over the devices); finished slots are refilled
     max_steps: int = 10_000
     check_every: int = 4  # steps between refills of finished slots
     settings: tuple[SGDSetting, ...] = (SGDSetting("sgd_b8_ce"),)
@@ -173,21 +176,26 @@ class ExperimentConfig:
         if stage in ("rejection", "mcmc", "nngp"):
             data[stage] = dataclasses.asdict(getattr(self, stage))
             if stage == "mcmc" and self.mcmc.init == "sgd":  # chains start from these SGD runs
-                data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
+                data["sgd"] = self._sgd_identity(with_settings=False)
                 data["setting"] = dataclasses.asdict(self.sgd_setting(self.mcmc.init_setting))
         elif stage == "sweep":
             data |= {"sweep": dataclasses.asdict(self.sweep), "geometry": dataclasses.asdict(self.geometry),
-                     "sgd": dataclasses.asdict(self.sgd)}
+                     "sgd": self._sgd_identity()}
         elif stage == "geometry":  # points are regenerated from the SGD runs and the MCMC states
-            data |= {"geometry": dataclasses.asdict(self.geometry), "sgd": dataclasses.asdict(self.sgd),
+            data |= {"geometry": dataclasses.asdict(self.geometry), "sgd": self._sgd_identity(),
                      "mcmc": None if self.mcmc is None else self.stage_hash("mcmc")}
         elif stage == "sgd":
-            data["sgd"] = {k: v for k, v in dataclasses.asdict(self.sgd).items() if k != "settings"}
+            data["sgd"] = self._sgd_identity(with_settings=False)
             data["setting"] = dataclasses.asdict(setting)
         else:
             raise ValueError(f"unknown stage {stage!r}")
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:12]
 
+
+    def _sgd_identity(self, with_settings: bool = True) -> dict:
+        """The SGD config without its scheduling fields (and without the settings if asked)."""
+        drop = SGD_SCHEDULING + (() if with_settings else ("settings",))
+        return {k: v for k, v in dataclasses.asdict(self.sgd).items() if k not in drop}
 
     def sgd_setting(self, name: str) -> "SGDSetting":
         return next(s for s in self.sgd.settings if s.name == name)

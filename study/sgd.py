@@ -10,6 +10,10 @@ initialisation and its minibatch order do not depend on the slot, pool size or c
 A run checks training accuracy on all of S *before* each update and stops without updating once
 it is 100% (and it has taken at least the setting's min_steps): the parameters kept are those of the
 first such step.
+
+On a host with several devices (one per CPU core, see `study.devices`), a chunk is split into
+equal parts, each with its share of the pool, trained side by side with pmap: a run's result
+does not depend on which part it ran in, so the tables are the same for any device count.
 """
 from __future__ import annotations
 
@@ -45,13 +49,33 @@ def per_example_loss(loss: str) -> Callable:
 
 
 def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, chunk_runs: int,
-                       keep_params: bool = False) -> Callable:
-    """jitted (setting_key, first_run_id) -> per-run arrays for runs first..first+chunk_runs-1
-    (steps, fitted, loss, words; with keep_params also theta, the flat parameters at the stop)."""
+                       keep_params: bool = False, devices: int | None = None) -> Callable:
+    """(setting_key, first_run_id) -> per-run arrays for runs first..first+chunk_runs-1 (steps,
+    fitted, loss, words; with keep_params also theta, the flat parameters at the stop).
+    devices: how many local devices share the chunk (default: as many as divide pool and chunk)."""
+    P, R = min(cfg.pool, chunk_runs), chunk_runs
+    n_dev = devices or max(d for d in range(1, jax.local_device_count() + 1) if P % d == 0 and R % d == 0)
+    if P % n_dev or R % n_dev:
+        raise ValueError(f"{n_dev} devices do not divide pool {P} and chunk of {R} runs evenly")
+    part = _make_part_trainer(net, task, setting, cfg, P // n_dev, R // n_dev, keep_params)
+    if n_dev == 1:
+        return part
+    parts = jax.pmap(part, in_axes=(None, 0), devices=jax.local_devices()[:n_dev])
+
+    def train_chunk(setting_key, first_run):
+        out = parts(setting_key, first_run + (R // n_dev) * jnp.arange(n_dev))
+        return {k: v.reshape((R,) + v.shape[2:]) for k, v in out.items()}
+
+    return train_chunk
+
+
+def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, P: int, R: int,
+                       keep_params: bool) -> Callable:
+    """jitted (setting_key, first_run_id) -> per-run arrays for R runs on a pool of P slots."""
     x_S = jnp.asarray(task.x_train)
     y_S = jnp.asarray(np.where(task.y_train, 1.0, -1.0), jnp.float32)
     x_E = jnp.asarray(task.x_test)
-    m, B, P, R = len(y_S), setting.batch_size, min(cfg.pool, chunk_runs), chunk_runs
+    m, B = len(y_S), setting.batch_size
     batches_per_epoch = m // B
     opt = make_optimizer(setting)
     ell = per_example_loss(setting.loss)

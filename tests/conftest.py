@@ -10,6 +10,11 @@ sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402
 
+from study.devices import host_cores, use_every_core  # noqa: E402
+
+# At least two CPU devices, so that the multi-device SGD path is tested on any machine.
+use_every_core(max(2, host_cores()))
+
 from study.config import NetworkConfig  # noqa: E402
 from study.network import build_network  # noqa: E402
 

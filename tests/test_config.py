@@ -77,6 +77,11 @@ def test_valid_config_round_trips_and_hashes_change_with_content():
     assert cfg.stage_hash("rejection") != other.stage_hash("rejection")
     setting = cfg.sgd.settings[0]
     assert cfg.stage_hash("sgd", setting) != cfg.stage_hash("sgd", dataclasses.replace(setting, lr=0.5))
+    assert cfg.stage_hash("sgd", setting) != dataclasses.replace(
+        cfg, sgd=dataclasses.replace(cfg.sgd, max_steps=7)).stage_hash("sgd", setting)
+    # Pool and refill interval only schedule the work (each run's result is its own; tests/test_sgd.py).
+    rescheduled = dataclasses.replace(cfg, sgd=dataclasses.replace(cfg.sgd, pool=3, check_every=9))
+    assert cfg.stage_hash("sgd", setting) == rescheduled.stage_hash("sgd", setting)
 
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):

@@ -96,3 +96,24 @@ def test_min_steps_trains_on_after_the_first_fit_and_stops_fitted():
     assert out["fitted"].all() and (out["steps"] >= 40).all()
     first = train(SGDSetting("s", "sgd", 0.1, 2, "ce"), runs=16, pool=8)
     assert (first["steps"] < 40).all()  # without it the same runs stop at their first fit
+
+
+@pytest.mark.parametrize("keep_params", [False, True])
+def test_chunk_split_across_devices_gives_the_same_runs(keep_params):
+    """Two devices, each with half the pool and half the runs, reproduce the one-device chunk
+    exactly: a run's result depends only on its own key, not on where it ran."""
+    assert jax.local_device_count() >= 2, "tests/conftest.py asks for two CPU devices"
+    setting = SGDSetting("s", "sgd", 0.1, 2, "ce")
+    cfg = SGDConfig(runs=48, chunk_runs=48, pool=8, max_steps=2000, check_every=4, settings=(setting,))
+    one, two = (jax.device_get(sgd.make_chunk_trainer(NET, TASK, setting, cfg, 48, keep_params, devices=d)(
+        jax.random.key(3), 96)) for d in (1, 2))
+    assert one.keys() == two.keys()
+    for k in one:
+        np.testing.assert_array_equal(one[k], two[k], err_msg=k)
+
+
+def test_device_count_must_divide_pool_and_chunk():
+    setting = SGDSetting("s", "sgd", 0.1, 2, "ce")
+    cfg = SGDConfig(runs=48, chunk_runs=48, pool=8, max_steps=2000, check_every=4, settings=(setting,))
+    with pytest.raises(ValueError, match="do not divide"):
+        sgd.make_chunk_trainer(NET, TASK, setting, cfg, 48, devices=3)
