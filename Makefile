@@ -16,8 +16,9 @@ MAKEFLAGS += --no-builtin-rules
 
 PROFILE ?= quick
 # E1: Boolean headline with the three P_B estimators cross-checked (E2) on its task;
-# E2: a larger training set, where rejection is infeasible (SGD against MCMC and NNGP-EP).
-EXPERIMENTS ?= e1 e2
+# E2 and E2m64: larger training sets (m = 32, 64), where rejection is infeasible (SGD against
+# MCMC and NNGP-EP).
+EXPERIMENTS ?= e1 e2 e2m64
 NAMES = $(EXPERIMENTS:%=%_$(PROFILE))
 CONFIGS = $(NAMES:%=configs/%.toml)
 PY = .venv/bin/python
@@ -30,13 +31,18 @@ PYTEST_ARGS ?=
 STUDY_ARGS ?= $(if $(CI),--no-progress)
 TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
-FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators fig_identity fig_geometry fig_accessibility
-# fig_sweep (E5) only for the experiments whose config has a [sweep] section.
-SWEEP_NAMES = $(foreach n,$(NAMES),$(if $(shell grep -l '^\[sweep\]' configs/$(n).toml 2>/dev/null),$(n)))
+FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators
+# Geometry figures (E4, E6) only for the experiments whose config has a [geometry] section, and
+# fig_sweep (E5) only for those with a [sweep] section.
+GEOMETRY_FIGURES = fig_identity fig_geometry fig_accessibility
+with_section = $(foreach n,$(NAMES),$(if $(shell grep -l '^\[$(1)\]' configs/$(n).toml 2>/dev/null),$(n)))
+GEOMETRY_NAMES = $(call with_section,geometry)
+SWEEP_NAMES = $(call with_section,sweep)
 FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf)) \
+              $(foreach n,$(GEOMETRY_NAMES),$(GEOMETRY_FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(SWEEP_NAMES:%=results/%/figures/fig_sweep.pdf)
 MACROS = $(NAMES:%=results/%/macros.tex)
-FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) figures/fig_sweep.py,$(wildcard figures/*.py))
+FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_sweep.py,$(wildcard figures/*.py))
 STUDY_SRC = $(wildcard study/*.py)
 ANALYSIS_SRC = $(wildcard analysis/*.py)
 PAPER_SRC = $(filter-out paper/profile.tex,$(wildcard paper/*.tex paper/*.bib paper/*.sty paper/*.cls))

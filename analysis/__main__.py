@@ -142,7 +142,8 @@ def paper_macros(cfg, out: dict) -> dict:
         m |= {"NngpLogPSEp": float(s["log_p_s_ep"]), "NngpLogPSExact": float(s["log_p_s_exact"]),
               "NngpEpFunctions": int(s["ep_functions"]), "NngpEpSum": float(s["ep_probability_sum"]),
               "NngpEpMsPerFunction": float(1e3 * s["ep_seconds_per_function"]),
-              "NngpExactAccepted": int(s["exact_samples"])}
+              "NngpExactAccepted": int(s["exact_samples"]),
+              "NngpExactRhatMax": float(s.get("exact_r_hat_max", float("nan")))}
     for r in runs_sum.itertuples():
         k = lambda *p: macro_name(r.setting, *p)
         m |= {k("Runs"): int(r.runs), k("Fitted"): int(r.fitted), k("NotFitted"): int(r.not_fitted),

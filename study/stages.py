@@ -263,13 +263,21 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
                                            ng.burn_in, thin=ng.thin)
             table = pd.DataFrame({"chunk": c, "function": list(res.counts), "count": list(res.counts.values())},
                                  columns=["chunk", "function", "count"]).sort_values("function")
+            # Convergence of the chunk's chains (which start overdispersed, from folded prior draws).
+            with warnings.catch_warnings():  # one warning for the stage, below, not one per chunk
+                warnings.simplefilter("ignore", mcmc.ConvergenceWarning)
+                diag = mcmc.diagnostics({"nngp_zE_mean": res.zE_mean_CxT, "nngp_fE_fraction": res.fE_frac_CxT})
             return table, {"draws": 0, "accepted": int(sum(res.counts.values())), "seconds": res.seconds,
-                           "mean_shrinks": res.mean_shrinks}
+                           "mean_shrinks": res.mean_shrinks, "r_hat_max": float(diag["r_hat"].max()),
+                           "ess_min": float(diag["ess"].min())}
 
     start = time.perf_counter()
     tables = run_chunks(directory, n_chunks, compute, "nngp exact", progress)
     counts, stats = read_chunks(tables)
     accepted, draws = int(stats["accepted"].sum()), int(stats["draws"].sum())
+    if "r_hat_max" in stats and stats["r_hat_max"].max() > mcmc.RHAT_THRESHOLD:
+        print(f"warning: NNGP elliptical slice chains have split R-hat up to {stats['r_hat_max'].max():.3g} > "
+              f"{mcmc.RHAT_THRESHOLD}: they have not mixed (more nngp.burn_in or thin)", file=sys.stderr)
 
     # EP: every function on E when there are few, else every function any other stage saw.
     enumerated = n_test <= ng.ep_enumerate_max
@@ -291,6 +299,9 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
         "m": m, "n_test": n_test, "log_p_s_ep": log_p_s,
         "log_p_s_exact": float(np.log(accepted / draws)) if accepted and draws else float("nan"),
         "exact_method": ng.exact,
+        # ESS only: split R-hat (worst chunk and summary) and smallest ESS of the chains' traces.
+        "exact_r_hat_max": float(stats["r_hat_max"].max()) if "r_hat_max" in stats else float("nan"),
+        "exact_ess_min": float(stats["ess_min"].min()) if "ess_min" in stats else float("nan"),
         "exact_draws": draws, "exact_samples": accepted, "exact_seconds": float(stats["seconds"].sum()),
         "ep_functions": len(functions), "ep_enumerated": enumerated,
         "ep_probability_sum": float(np.exp(np.array(log_p)).sum()),
