@@ -77,5 +77,5 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
     for ax in axes[:, 0]:
         ax.set_ylabel(r"$P_{SGD}(f\mid S)$")
     fig.colorbar(sc, ax=axes, shrink=0.6, label="test error on E")
-    fig.suptitle(note, fontsize=8, y=1.0)
+    fig.suptitle(note, fontsize=8, y=1.0 + 0.08 / nrow)  # above the two-line panel titles
     return fig
