@@ -121,17 +121,21 @@ def bench_sgd(peak, net, task, setting, runs, loop_runs, pool=128):
         t = time.perf_counter()
         loop_steps = one_at_a_time(net, task, setting, keys[2:], 10_000)
         t_loop = min(t_loop, time.perf_counter() - t)
-    # What XLA reaches on these per-network matmuls at all: 64 forward passes on S in a loop, for
-    # one pool's worth of networks split over the same devices as the population (no training).
+    # What XLA reaches on these per-network matmuls at all: 64 forward passes in a loop, on S and on
+    # a minibatch of the setting's size, for one pool's worth of networks split over the same devices
+    # as the population (no training).
     n_dev = max(d for d in range(1, jax.local_device_count() + 1) if pool % d == 0)
-    x_S = jnp.asarray(task.x_train)
+    theta = net.sample_prior(key, pool).reshape(n_dev, pool // n_dev, -1)
 
-    def forwards(theta_PxD):  # each pass depends on the last, so XLA cannot hoist or merge them
-        return jax.lax.fori_loop(0, 64, lambda i, th: th + 1e-9 * net.apply_population(th, x_S).mean(), theta_PxD)
+    def forward_fraction(x_NxI):
+        def forwards(theta_PxD):  # each pass depends on the last, so XLA cannot hoist or merge them
+            return jax.lax.fori_loop(0, 64, lambda i, th: th + 1e-9 * net.apply_population(th, x_NxI).mean(),
+                                     theta_PxD)
+        t_fwd = timed(jax.pmap(forwards, devices=jax.local_devices()[:n_dev]), theta, repeat=5)
+        return 64 * 2 * net.macs_per_input * len(x_NxI) * pool / t_fwd / peak
 
-    forward = jax.pmap(forwards, devices=jax.local_devices()[:n_dev])
-    t_fwd = timed(forward, net.sample_prior(key, pool).reshape(n_dev, pool // n_dev, -1), repeat=5)
-    fwd_fraction = 64 * 2 * net.macs_per_input * len(task.train_idx) * pool / t_fwd / peak
+    fwd_S = forward_fraction(jnp.asarray(task.x_train))
+    fwd_B = forward_fraction(jnp.asarray(task.x_train[:setting.batch_size]))
     fps = sgd.useful_flops_per_step(net, task, setting)
     pop_rate, loop_rate = runs / t_pop, loop_runs / t_loop
     print(f"\n[SGD population] m={len(task.train_idx)}, {setting.optimizer} lr={setting.lr}, batch {setting.batch_size}, "
@@ -140,8 +144,10 @@ def bench_sgd(peak, net, task, setting, runs, loop_runs, pool=128):
           f"{fps * loop_steps / t_loop / peak:.4f} of peak)")
     print(f"  study.sgd population     : {pop_rate:10,.1f} runs/s  (mean {out['steps'].mean():.1f} steps, "
           f"{fps * out['steps'].sum() / t_pop / peak:.4f} of peak; target {TARGET['sgd_peak_fraction']})")
-    print(f"  forward passes on S alone: {fwd_fraction:10.4f} of peak (what XLA reaches on these per-network matmul "
+    print(f"  forward passes on S alone: {fwd_S:10.4f} of peak (what XLA reaches on these per-network matmul "
           f"shapes, without training)")
+    print(f"  ... on a minibatch alone : {fwd_B:10.4f} of peak ({setting.batch_size} rows per network, the shape of "
+          f"the training step's forward and backward products)")
     print(f"  speed-up                 : x{pop_rate / loop_rate:.1f} runs/s  (target x{TARGET['sgd_speedup_vs_loop']:.0f})")
     return pop_rate / loop_rate
 
