@@ -236,7 +236,7 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     nngp_ep.csv (EP's log P_B per function: all 2^|E| functions when |E| <= nngp.ep_enumerate_max,
     else those the other stages saw), nngp_exact_counts.csv (exact samples of the Gaussian
     truncated to the signs of S) and nngp_summary.csv (log P(S) by EP and by the exact sampler)."""
-    from study import nngp
+    from study import nngp, truncated
 
     task, net = setup(cfg)
     ng = cfg.nngp
@@ -250,7 +250,7 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
         n_chunks, per_chunk = ng.draws // ng.chunk_draws, ng.chunk_draws
 
         def compute(c: int):
-            res = nngp.rejection_function_counts(jax.random.fold_in(key, c), K, y_S, per_chunk, ng.batch)
+            res = truncated.rejection_function_counts(jax.random.fold_in(key, c), K, y_S, per_chunk, ng.batch)
             table = pd.DataFrame({"chunk": c, "function": list(res["counts"]), "count": list(res["counts"].values())},
                                  columns=["chunk", "function", "count"]).sort_values("function")
             return table, {k: res[k] for k in ("draws", "accepted", "seconds")}
@@ -259,7 +259,7 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
         per_chain = ng.chunk_draws // ng.chains
 
         def compute(c: int):
-            res = nngp.ess_function_counts(jax.random.fold_in(key, c), K, y_S, ng.chains, per_chain * ng.thin,
+            res = truncated.ess_function_counts(jax.random.fold_in(key, c), K, y_S, ng.chains, per_chain * ng.thin,
                                            ng.burn_in, thin=ng.thin)
             table = pd.DataFrame({"chunk": c, "function": list(res.counts), "count": list(res.counts.values())},
                                  columns=["chunk", "function", "count"]).sort_values("function")

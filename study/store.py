@@ -28,7 +28,7 @@ PACKAGES = ("jax", "jaxlib", "neural-tangents", "numpyro", "blackjax", "optax", 
 # The modules whose code decides each stage's raw results.
 SHARED_MODULES = ("config.py", "tasks.py", "encoding.py", "network.py", "stages.py")
 STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",),
-                 "mcmc": SHARED_MODULES + ("mcmc.py", "rejection.py", "sgd.py"), "nngp": SHARED_MODULES + ("nngp.py",),
+                 "mcmc": SHARED_MODULES + ("mcmc.py", "rejection.py", "sgd.py"), "nngp": SHARED_MODULES + ("nngp.py", "truncated.py"),
                  "geometry": SHARED_MODULES + ("geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py"),
                  "sweep": SHARED_MODULES + ("sweep.py", "geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py")}
 
