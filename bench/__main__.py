@@ -124,7 +124,7 @@ def bench_sgd(peak, net, task, setting, runs, loop_runs, pool=128):
     # What XLA reaches on these per-network matmuls at all: 64 forward passes in a loop, on S and on
     # a minibatch of the setting's size, for one pool's worth of networks split over the same devices
     # as the population (no training).
-    n_dev = max(d for d in range(1, jax.local_device_count() + 1) if pool % d == 0)
+    n_dev = sgd.dividing_devices(pool, runs)  # the population's own split
     theta = net.sample_prior(key, pool).reshape(n_dev, pool // n_dev, -1)
 
     def forward_fraction(x_NxI):

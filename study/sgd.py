@@ -54,7 +54,7 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     fitted, loss, words; with keep_params also theta, the flat parameters at the stop).
     devices: how many local devices share the chunk (default: as many as divide pool and chunk)."""
     P, R = min(cfg.pool, chunk_runs), chunk_runs
-    n_dev = devices or max(d for d in range(1, jax.local_device_count() + 1) if P % d == 0 and R % d == 0)
+    n_dev = devices or dividing_devices(P, R)
     if P % n_dev or R % n_dev:
         raise ValueError(f"{n_dev} devices do not divide pool {P} and chunk of {R} runs evenly")
     part = _make_part_trainer(net, task, setting, cfg, P // n_dev, R // n_dev, keep_params)
@@ -67,6 +67,12 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
         return {k: v.reshape((R,) + v.shape[2:]) for k, v in out.items()}
 
     return train_chunk
+
+
+def dividing_devices(*counts: int) -> int:
+    """The most local devices (at most all of them) that divide every count evenly: how many
+    share a pool and chunk by default."""
+    return max(d for d in range(1, jax.local_device_count() + 1) if all(c % d == 0 for c in counts))
 
 
 def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, P: int, R: int,

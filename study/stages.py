@@ -275,8 +275,11 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     tables = run_chunks(directory, n_chunks, compute, "nngp exact", progress)
     counts, stats = read_chunks(tables)
     accepted, draws = int(stats["accepted"].sum()), int(stats["draws"].sum())
-    if "r_hat_max" in stats and stats["r_hat_max"].max() > mcmc.RHAT_THRESHOLD:
-        print(f"warning: NNGP elliptical slice chains have split R-hat up to {stats['r_hat_max'].max():.3g} > "
+    # ESS only: split R-hat (worst chunk and summary) and smallest ESS of the chains' traces.
+    r_hat_max, ess_min = ((float(stats["r_hat_max"].max()), float(stats["ess_min"].min())) if "r_hat_max" in stats
+                          else (float("nan"), float("nan")))
+    if r_hat_max > mcmc.RHAT_THRESHOLD:
+        print(f"warning: NNGP elliptical slice chains have split R-hat up to {r_hat_max:.3g} > "
               f"{mcmc.RHAT_THRESHOLD}: they have not mixed (more nngp.burn_in or thin)", file=sys.stderr)
 
     # EP: every function on E when there are few, else every function any other stage saw.
@@ -299,9 +302,7 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
         "m": m, "n_test": n_test, "log_p_s_ep": log_p_s,
         "log_p_s_exact": float(np.log(accepted / draws)) if accepted and draws else float("nan"),
         "exact_method": ng.exact,
-        # ESS only: split R-hat (worst chunk and summary) and smallest ESS of the chains' traces.
-        "exact_r_hat_max": float(stats["r_hat_max"].max()) if "r_hat_max" in stats else float("nan"),
-        "exact_ess_min": float(stats["ess_min"].min()) if "ess_min" in stats else float("nan"),
+        "exact_r_hat_max": r_hat_max, "exact_ess_min": ess_min,
         "exact_draws": draws, "exact_samples": accepted, "exact_seconds": float(stats["seconds"].sum()),
         "ep_functions": len(functions), "ep_enumerated": enumerated,
         "ep_probability_sum": float(np.exp(np.array(log_p)).sum()),
