@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from study.config import SGDConfig, SGDSetting
 from study.encoding import pack_signs
@@ -86,8 +87,13 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     opt = make_optimizer(setting)
     ell = per_example_loss(setting.loss)
 
-    def train_loss(theta_D, idx_B):
-        return jnp.mean(ell(net.apply_flat(theta_D, x_S[idx_B]), y_S[idx_B]))
+    # Inside a round the slots hold parameter pytrees (no flat-vector slicing in every step);
+    # between rounds they are flat, like every other table of parameters.
+    apply = lambda params, x: net.apply_fn(params, x)[:, 0]
+    to_tree, to_flat = jax.vmap(net.unravel), jax.vmap(lambda params: ravel_pytree(params)[0])
+
+    def train_loss(params, idx_B):
+        return jnp.mean(ell(apply(params, x_S[idx_B]), y_S[idx_B]))
 
     # Rounds last a whole number of epochs, so every live slot starts a round at an epoch
     # boundary and the round's minibatch orders can be drawn once per slot at its start.
@@ -107,22 +113,22 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
         """A run stops at the first check where it fits S after min_steps, or at the step cap."""
         return (fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps)
 
-    def fits(theta_D):
-        out_S = net.apply_flat(theta_D, x_S)
+    def fits(params):
+        out_S = apply(params, x_S)
         return jnp.all((out_S > 0) == (y_S > 0)), jnp.mean(ell(out_S, y_S))
 
-    def slot_step(theta_D, opt_state, step, orders, t, live):
+    def slot_step(params, opt_state, step, orders, t, live):
         """Step t of the round; orders are the slot's minibatch orders for this round."""
-        fitted, _ = fits(theta_D)
+        fitted, _ = fits(params)
         frozen = done(fitted, step) | ~live
         epoch, pos = jnp.divmod(t, batches_per_epoch)
         idx_B = jax.lax.dynamic_slice(orders[epoch], (pos * B,), (B,))
-        grads = jax.grad(train_loss)(theta_D, idx_B)
-        updates, new_state = opt.update(grads, opt_state, theta_D)
+        grads = jax.grad(train_loss)(params, idx_B)
+        updates, new_state = opt.update(grads, opt_state, params)
         keep = lambda old, new: jnp.where(frozen, old, new)
-        theta_D = keep(theta_D, optax.apply_updates(theta_D, updates))
+        params = jax.tree.map(keep, params, optax.apply_updates(params, updates))
         opt_state = jax.tree.map(keep, opt_state, new_state)
-        return theta_D, opt_state, step + (~frozen).astype(step.dtype)
+        return params, opt_state, step + (~frozen).astype(step.dtype)
 
     v_step = jax.vmap(slot_step, in_axes=(0, 0, 0, 0, None, 0))
     v_fits = jax.vmap(fits)
@@ -135,7 +141,7 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
 
         slot_run = jnp.arange(P)  # index within the chunk of the run each slot holds
         state = dict(
-            theta=theta0_RxD[slot_run], opt=jax.vmap(opt.init)(theta0_RxD[slot_run]),
+            theta=theta0_RxD[slot_run], opt=jax.vmap(opt.init)(to_tree(theta0_RxD[slot_run])),
             step=jnp.zeros(P, jnp.int32), run=slot_run, live=jnp.ones(P, bool),
             next_run=jnp.int32(P), n_done=jnp.int32(0),
             out_steps=jnp.zeros(R, jnp.int32), out_fitted=jnp.zeros(R, bool),
@@ -148,15 +154,16 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
             orders = jax.vmap(epoch_orders)(run_keys_R[s["run"]], s["step"])
 
             def inner(t, carry):
-                theta, opt_state, step = carry
-                return v_step(theta, opt_state, step, orders, t, s["live"])
+                params, opt_state, step = carry
+                return v_step(params, opt_state, step, orders, t, s["live"])
 
-            theta, opt_state, step = jax.lax.fori_loop(0, round_steps, inner, (s["theta"], s["opt"], s["step"]))
-            fitted, loss = v_fits(theta)
+            params, opt_state, step = jax.lax.fori_loop(0, round_steps, inner, (to_tree(s["theta"]), s["opt"], s["step"]))
+            fitted, loss = v_fits(params)
+            theta = to_flat(params)
             finished = s["live"] & done(fitted, step)
             # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).
             where = jnp.where(finished, s["run"], R)
-            words = pack_signs(net.apply_population(theta, x_E))
+            words = pack_signs(jax.vmap(apply, (0, None))(params, x_E))
             out = dict(
                 out_steps=s["out_steps"].at[where].set(step, mode="drop"),
                 out_fitted=s["out_fitted"].at[where].set(fitted, mode="drop"),
@@ -174,7 +181,7 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
             return dict(
                 s, **out,
                 theta=choose(theta_new, theta),
-                opt=jax.tree.map(choose, jax.vmap(opt.init)(theta_new), opt_state),
+                opt=jax.tree.map(choose, jax.vmap(opt.init)(to_tree(theta_new)), opt_state),
                 step=jnp.where(refill, 0, step), run=run, live=(s["live"] & ~finished) | refill,
                 next_run=s["next_run"] + finished.sum(dtype=jnp.int32), n_done=s["n_done"] + finished.sum(dtype=jnp.int32),
             )
