@@ -81,13 +81,14 @@ def one_at_a_time(net, task, setting, max_steps):
     x_S = jnp.asarray(task.x_train)
     y_S = jnp.asarray(np.where(task.y_train, 1.0, -1.0), jnp.float32)
     m, B = len(y_S), setting.batch_size
+    fits = lambda theta: jnp.all((net.apply_flat(theta, x_S) > 0) == (y_S > 0))
 
     @jax.jit
     def step(theta, state, idx):
         grads = jax.grad(lambda t: jnp.mean(ell(net.apply_flat(t, x_S[idx]), y_S[idx])))(theta)
         updates, state = opt.update(grads, state, theta)
         theta = optax.apply_updates(theta, updates)
-        return theta, state, jnp.all((net.apply_flat(theta, x_S) > 0) == (y_S > 0))
+        return theta, state, fits(theta)
 
     def run(keys):
         rng = np.random.default_rng(0)
@@ -95,7 +96,7 @@ def one_at_a_time(net, task, setting, max_steps):
         for key in keys:
             theta = net.sample_one(key)
             state = opt.init(theta)
-            fitted = bool(jnp.all((net.apply_flat(theta, x_S) > 0) == (y_S > 0)))
+            fitted = bool(fits(theta))
             steps = 0
             while not fitted and steps < max_steps:
                 if steps % (m // B) == 0:
