@@ -26,8 +26,11 @@ def build(cfg, results: Path) -> Path:
     runs, estimators = raw["runs"], raw["estimators"]
     ep = ep_complete = None
     if "nngp_ep" in raw:
-        ep = dict(zip(raw["nngp_ep"]["function"], raw["nngp_ep"]["log_p"]))
-        ep_complete = bool(raw["nngp_summary"]["ep_enumerated"].iat[0])
+        # functions whose EP failed (counted in nngp_summary.ep_failed) have no log P_B: the set of
+        # scored functions is then incomplete even where every function on E was enumerated
+        scored = raw["nngp_ep"][raw["nngp_ep"]["ep_status"] == "converged"]
+        ep = dict(zip(scored["function"], scored["log_p"]))
+        ep_complete = bool(raw["nngp_summary"]["ep_enumerated"].iat[0]) and len(scored) == len(raw["nngp_ep"])
 
     bayes = tables.bayes_counts(estimators[cfg.reference])
     functions = [tables.function_table(tables.bayes_counts(r), name, task) for name, r in estimators.items()]
@@ -91,15 +94,17 @@ def build(cfg, results: Path) -> Path:
 def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFrame]:
     an = cfg.analysis
     rng = np.random.default_rng(cfg.seed)
-    geom = raw["geometry"]
+    geom = geometry.mask_unconverged(raw["geometry"])
     fn = geometry.by_function(geom, joint, cfg.reference)
     fn["in_accessibility"] = geometry.in_accessibility(fn, an.count_threshold, an.geometry_min_points)
     m = cfg.task.m
     spectra = raw["geometry_identity"]
     points, seconds = int(raw["geometry_chunks"]["points"].sum()), float(raw["geometry_chunks"]["seconds"].sum())
     return {"geometry_identity": geometry.identity_summary(spectra, m),
-            "identity_spectra": spectra[spectra["index"] < m + 5].drop(columns=["config_hash", "seed"]),
+            "identity_spectra": spectra[(spectra["index"] < m + 5) & spectra["reached"].astype(bool)].drop(
+                columns=["config_hash", "seed"]),
             "geometry_points": geom,
+            "hessian_failures": geometry.hessian_failures(raw["geometry"]),
             "geometry_summary": geometry.population_summary(geom),
             "geometry_compare": geometry.compare_populations(geom, cfg.reference, rng, an.bootstrap, an.confidence),
             "geometry_by_function": fn,
@@ -140,7 +145,8 @@ def paper_macros(cfg, out: dict) -> dict:
     if "nngp_summary" in out:
         s = out["nngp_summary"].iloc[0]
         m |= {"NngpLogPSEp": float(s["log_p_s_ep"]), "NngpLogPSExact": float(s["log_p_s_exact"]),
-              "NngpEpFunctions": int(s["ep_functions"]), "NngpEpSum": float(s["ep_probability_sum"]),
+              "NngpEpFunctions": int(s["ep_functions"]), "NngpEpFailed": int(s["ep_failed"]),
+              "NngpEpSum": float(s["ep_probability_sum"]),
               "NngpEpMsPerFunction": float(1e3 * s["ep_seconds_per_function"]),
               "NngpExactAccepted": int(s["exact_samples"]),
               "NngpExactRhatMax": float(s.get("exact_r_hat_max", float("nan")))}

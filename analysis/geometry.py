@@ -24,20 +24,57 @@ MEASURES = {
 
 def identity_summary(identity: pd.DataFrame, m: int) -> pd.DataFrame:
     """Per population, state and loss: how far the exact Hessian's m leading eigenvalues are from
-    the Gauss-Newton (feature Gram) ones, relative to the largest, and the residual part's size."""
+    the Gauss-Newton (feature Gram) ones, relative to the largest, and the residual part's size,
+    over the points whose state was reached; `not_reached` counts the others (interpolations
+    that stopped short of the float32 floor), which are left out of every other column."""
     rows = []
     for (pop, state, loss), g in identity.groupby(["population", "state", "loss"], sort=False):
         errors, residuals, losses = [], [], []
-        for _, p in g.groupby("point"):
+        not_reached = int(g.loc[~g["reached"].astype(bool), "point"].nunique())
+        for _, p in g[g["reached"].astype(bool)].groupby("point"):
             hess = np.sort(p["hessian_eig"].to_numpy()[:m])[::-1]
             gn = np.sort(p["gn_eig"].to_numpy()[:m])[::-1]
             errors.append(np.max(np.abs(hess - gn)) / gn[0])
             residuals.append(p["residual_norm"].iat[0] / gn[0])
             losses.append(p["loss_value"].iat[0])
+        stat = (lambda f, x: float(f(x))) if errors else (lambda f, x: float("nan"))
         rows.append({"population": pop, "state": state, "loss": loss, "points": len(errors),
-                     "max_rel_error": float(np.max(errors)), "median_rel_error": float(np.median(errors)),
-                     "max_rel_residual": float(np.max(residuals)), "max_loss": float(np.max(losses))})
+                     "not_reached": not_reached,
+                     "max_rel_error": stat(np.max, errors), "median_rel_error": stat(np.median, errors),
+                     "max_rel_residual": stat(np.max, residuals), "max_loss": stat(np.max, losses)})
     return pd.DataFrame(rows)
+
+
+HESSIAN_LOSSES = ("mse", "ce")
+
+
+def mask_unconverged(geom: pd.DataFrame) -> pd.DataFrame:
+    """geom with every Hessian number of a point whose Lanczos run did not converge (the stage's
+    hess_<loss>_converged) set to NaN, so that no comparison uses it; the count is in hessian_failures."""
+    geom = geom.copy()
+    for loss in HESSIAN_LOSSES:
+        flag = f"hess_{loss}_converged"
+        if flag in geom:
+            bad = ~geom[flag].astype(bool)
+            columns = [c for c in geom if c.startswith(f"hess_{loss}_") and c != flag]
+            geom.loc[bad, columns] = np.nan
+    return geom
+
+
+def hessian_failures(geom: pd.DataFrame) -> pd.DataFrame:
+    """Per population: points measured and points whose Hessian (per loss) did not converge."""
+    rows = []
+    for pop, g in geom.groupby("population", sort=False):
+        row = {"population": pop, "points": len(g)}
+        for loss in HESSIAN_LOSSES:
+            row[f"hess_{loss}_not_converged"] = int((~g[f"hess_{loss}_converged"].astype(bool)).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def finite(x) -> np.ndarray:
+    x = np.asarray(x, float)
+    return x[np.isfinite(x)]
 
 
 def population_summary(geom: pd.DataFrame) -> pd.DataFrame:
@@ -45,8 +82,8 @@ def population_summary(geom: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for pop, g in geom.groupby("population", sort=False):
         for measure in MEASURES:
-            x = g[measure].to_numpy(float)
-            q25, q50, q75 = np.quantile(x, [0.25, 0.5, 0.75])
+            x = finite(g[measure])
+            q25, q50, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if len(x) else (np.nan,) * 3
             rows.append({"population": pop, "measure": measure, "n": len(x), "mean": float(x.mean()),
                          "median": float(q50), "q25": float(q25), "q75": float(q75)})
     return pd.DataFrame(rows)
@@ -71,7 +108,7 @@ def compare_populations(geom: pd.DataFrame, reference: str, rng: np.random.Gener
         if pop == reference:
             continue
         for measure in MEASURES:
-            a, b = g[measure].to_numpy(float), ref[measure].to_numpy(float)
+            a, b = finite(g[measure]), finite(ref[measure])
             diff, lo, hi = median_difference(a, b, rng, boot, confidence)
             u = sps.mannwhitneyu(a, b, alternative="two-sided")
             rows.append({"population": pop, "reference": reference, "measure": measure, "n": len(a),
@@ -108,7 +145,7 @@ def paired_by_function(fn: pd.DataFrame, min_points: int) -> pd.DataFrame:
     for setting, g in fn.groupby("setting", sort=False):
         both = g[(g["points_sgd"] >= min_points) & (g["points_bayes"] >= min_points)]
         for measure in MEASURES:
-            d = (both[f"{measure}_sgd"] - both[f"{measure}_bayes"]).to_numpy(float)
+            d = finite(both[f"{measure}_sgd"] - both[f"{measure}_bayes"])
             d = d[d != 0]
             larger = int((d > 0).sum())
             p = float(sps.binomtest(larger, len(d)).pvalue) if len(d) else np.nan
@@ -147,11 +184,13 @@ def accessibility(fn: pd.DataFrame, threshold: int, min_points: int, rng: np.ran
         for measure in MEASURES:
             x = ok[f"{measure}_bayes"].to_numpy(float)
             for target, y in targets.items():
-                if len(ok) >= 5:
-                    rho, lo, hi = spearman_ci(x, y.to_numpy(float), rng, boot, confidence)
+                y = y.to_numpy(float)
+                both = np.isfinite(x) & np.isfinite(y)
+                if both.sum() >= 5:
+                    rho, lo, hi = spearman_ci(x[both], y[both], rng, boot, confidence)
                 else:
                     rho = lo = hi = np.nan
-                rows.append({"setting": setting, "measure": measure, "target": target, "functions": len(ok),
+                rows.append({"setting": setting, "measure": measure, "target": target, "functions": int(both.sum()),
                              "spearman": rho, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
 
@@ -166,7 +205,10 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
         k = lambda *p: macro_name("Identity", state, loss, *p)
         m |= {k("MaxErr"): float(g["max_rel_error"].max()), k("MedianErr"): float(g["median_rel_error"].median()),
               k("MaxResidual"): float(g["max_rel_residual"].max()), k("MaxLoss"): float(g["max_loss"].max()),
-              k("Points"): int(g["points"].sum())}
+              k("Points"): int(g["points"].sum()), k("NotReached"): int(g["not_reached"].sum())}
+    failures = out["hessian_failures"]
+    for loss in HESSIAN_LOSSES:
+        m[macro_name("Geo", "hess", loss, "not_converged")] = int(failures[f"hess_{loss}_not_converged"].sum())
     for r in out["geometry_summary"].itertuples():
         m[macro_name("Geo", r.population, r.measure, "Median")] = float(r.median)
     for r in out["geometry_compare"].itertuples():

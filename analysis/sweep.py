@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.geometry import spearman_ci
+from analysis.geometry import finite, mask_unconverged, spearman_ci
 
 MEASURES = ("ntk_S_entropy_rank", "ntk_X_entropy_rank", "hess_mse_top", "hess_ce_top", "gn_mse_log_det",
             "log_radius_mean", "log_radius_relative", "theta_norm")
@@ -15,7 +15,9 @@ BASINS = ("log_radius_mean", "gn_mse_log_det", "hess_mse_top")
 
 def with_derived(sweep: pd.DataFrame) -> pd.DataFrame:
     """Adds log_radius_relative = mean log radius - log |theta|: the basin radius in units of the
-    point's own norm, which weight decay changes (so the absolute radius alone would mislead)."""
+    point's own norm, which weight decay changes (so the absolute radius alone would mislead).
+    Hessian numbers of points whose Lanczos run did not converge are blanked (mask_unconverged)."""
+    sweep = mask_unconverged(sweep)
     return sweep.assign(log_radius_relative=sweep["log_radius_mean"] - np.log(sweep["theta_norm"]))
 
 
@@ -30,7 +32,8 @@ def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
                "n_params": int(g["n_params"].iat[0]), "runs": len(g), "fitted": len(ok),
                "median_steps": float(ok["steps"].median()) if len(ok) else np.nan}
         for m in MEASURES:
-            q25, q50, q75 = np.quantile(ok[m], [0.25, 0.5, 0.75]) if len(ok) else (np.nan,) * 3
+            x = finite(ok[m])
+            q25, q50, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if len(x) else (np.nan,) * 3
             row |= {f"{m}_median": float(q50), f"{m}_q25": float(q25), f"{m}_q75": float(q75)}
         rows.append(row)
     return pd.DataFrame(rows)
@@ -49,8 +52,9 @@ def sweep_correlation(sweep: pd.DataFrame, rng: np.random.Generator, boot: int, 
             continue
         for x in FEATURES:
             for y in BASINS:
-                rho, lo, hi = spearman_ci(g[x].to_numpy(float), g[y].to_numpy(float), rng, boot, confidence)
-                rows.append({"scope": scope, "x": x, "y": y, "points": len(g), "spearman": rho,
+                both = g[[x, y]].dropna()
+                rho, lo, hi = spearman_ci(both[x].to_numpy(float), both[y].to_numpy(float), rng, boot, confidence)
+                rows.append({"scope": scope, "x": x, "y": y, "points": len(both), "spearman": rho,
                              "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
 

@@ -308,6 +308,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _check(s.loss in LOSSES, f"{where}.loss", f"unknown loss {s.loss!r}; known: {LOSSES}")
         _check(s.lr > 0, f"{where}.lr", f"must be > 0, got {s.lr}")
         _check(1 <= s.batch_size <= t.m, f"{where}.batch_size", f"must be in 1..m={t.m}, got {s.batch_size}")
+        # an epoch is m / batch_size minibatches of a permutation of S: a remainder would go unused
+        _check(t.m % s.batch_size == 0, f"{where}.batch_size",
+               f"must divide task.m={t.m} (every epoch uses every training input), got {s.batch_size}")
         _check(s.weight_decay >= 0, f"{where}.weight_decay", f"must be >= 0, got {s.weight_decay}")
         _check(0 <= s.min_steps < sgd.max_steps, f"{where}.min_steps",
                f"must be in 0..sgd.max_steps - 1 = {sgd.max_steps - 1}, got {s.min_steps}")

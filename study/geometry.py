@@ -16,7 +16,7 @@ exact interpolation (ell' = 0) eig(H) = eig((2/m) Theta_S) plus D - m zeros.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,12 +61,34 @@ def dense_hessian(loss_fn: Callable, theta_D: jnp.ndarray) -> jnp.ndarray:
     return jax.hessian(loss_fn)(theta_D)
 
 
-def lanczos_top(matvec: Callable, key: jax.Array, dim: int, k: int, num_matvecs: int) -> jnp.ndarray:
-    """The k largest eigenvalues (descending) of a symmetric operator by Lanczos with full
-    reorthogonalisation (matfree), from a random start."""
+class TopEigen(NamedTuple):
+    values_K: jnp.ndarray  # the k largest Ritz values, descending
+    residual_K: jnp.ndarray  # |A v - lambda v| / (|v| |lambda_1|) of each Ritz pair, by a fresh matvec
+    converged: jnp.ndarray  # the leading pair's residual finite and at most LANCZOS_TOL, every value finite
+
+
+# Relative residual up to which the leading Ritz value counts as found: it bounds the error of that
+# eigenvalue relative to itself (|lambda - theta| <= |A v - theta v|). The k-th pair converges more
+# slowly; its residual is reported, not required.
+LANCZOS_TOL = 1e-3
+
+
+def lanczos_top(matvec: Callable, key: jax.Array, dim: int, k: int, num_matvecs: int) -> TopEigen:
+    """The k largest eigenvalues of a symmetric operator by Lanczos with full reorthogonalisation
+    (matfree), from a random start, each checked by one more matvec on its Ritz vector.
+
+    The check is what makes the answer trustworthy: when the Krylov space becomes invariant before
+    num_matvecs (an operator of low rank, or with few distinct eigenvalues), matfree normalises a
+    vector of rounding noise, the basis loses orthogonality, and the Ritz values can be far off
+    (or NaN for a zero operator); k more matvecs expose that as a large residual."""
     tridiag = decomp.tridiag_sym(num_matvecs, reortho="full", custom_vjp=False)
-    vals, _ = eig.eigh_partial(tridiag)(matvec, jax.random.normal(key, (dim,)))
-    return jnp.sort(vals)[::-1][:k]
+    vals, vecs = eig.eigh_partial(tridiag)(matvec, jax.random.normal(key, (dim,)))
+    order = jnp.argsort(vals)[::-1][:k]
+    vals_K, vecs_KxD = vals[order], vecs[order]
+    gap_K = jnp.linalg.norm(jax.vmap(matvec)(vecs_KxD) - vals_K[:, None] * vecs_KxD, axis=1)
+    residual_K = gap_K / (jnp.linalg.norm(vecs_KxD, axis=1) * jnp.abs(vals_K[0]))
+    ok = jnp.all(jnp.isfinite(vals_K)) & jnp.isfinite(residual_K[0]) & (residual_K[0] <= LANCZOS_TOL)
+    return TopEigen(vals_K, residual_K, ok)
 
 
 def hutchinson_trace(matvec: Callable, key: jax.Array, dim: int, samples: int) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -127,18 +149,63 @@ def basin_radii(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, positive
     return jax.vmap(radius)(u_UxD)
 
 
+class Interpolation(NamedTuple):
+    theta_D: jnp.ndarray  # the last accepted point (the start if no step was accepted)
+    residual: jnp.ndarray  # max_i |f(x_i) - y_i| there
+    steps: jnp.ndarray  # Gauss-Newton steps accepted
+    converged: jnp.ndarray  # residual at most `tol`
+
+
+BACKTRACK = (1.0, 0.5, 0.25, 0.125)  # step fractions tried, in order, until one lowers the residual
+
+
+def interpolation_tol(y_M: jnp.ndarray) -> jnp.ndarray:
+    """The residual float32 arithmetic can be asked for: 64 ulps of the largest target (the forward
+    pass alone rounds outputs by a few ulps)."""
+    return 64 * jnp.finfo(jnp.float32).eps * jnp.maximum(1.0, jnp.max(jnp.abs(y_M)))
+
+
 def interpolate(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, y_M: jnp.ndarray,
-                steps: int = 20, ridge: float = 1e-10) -> jnp.ndarray:
+                max_steps: int = 50, ridge: float = 1e-10, tol: float | None = None) -> Interpolation:
     """Train to exact interpolation f(x_i) = y_i under MSE by Gauss-Newton steps of least norm,
-    theta <- theta - J^T (J J^T)^-1 (f - y): quadratic convergence from a nearby point (such as a
-    zero-classification-error point), and each step moves theta as little as possible."""
-    def step(_, theta):
-        r_M = net.apply_flat(theta, x_MxI) - y_M
+    theta <- theta - a J^T (J J^T)^-1 (f - y): quadratic convergence from a nearby point (such as a
+    zero-classification-error point), and each step moves theta as little as possible.
+
+    A step is taken only if it lowers the residual max|f - y| (the first of the fractions a in
+    BACKTRACK that does; a non-finite trial counts as no decrease). Iteration stops when no
+    fraction helps, at max_steps, or once the residual is below `tol` (default
+    `interpolation_tol`) and a step no longer halves it: at the rounding floor, where further
+    solves with J J^T can be wildly ill-conditioned (a ReLU unit at its kink) and only add
+    noise. `converged` says whether the residual reached `tol`; theta is always finite when the
+    start is."""
+    tol = interpolation_tol(y_M) if tol is None else jnp.asarray(tol, jnp.float32)
+    fractions = jnp.asarray(BACKTRACK, jnp.float32)
+    residual = lambda th: jnp.max(jnp.abs(net.apply_flat(th, x_MxI) - y_M))
+
+    def direction(theta):
         J = jacobian(net, theta, x_MxI)
         K = J @ J.T
-        return theta - J.T @ jnp.linalg.solve(K + ridge * jnp.trace(K) * jnp.eye(len(y_M)), r_M)
+        r_M = net.apply_flat(theta, x_MxI) - y_M
+        return J.T @ jnp.linalg.solve(K + ridge * jnp.trace(K) * jnp.eye(len(y_M)), r_M)
 
-    return jax.lax.fori_loop(0, steps, step, theta_D)
+    def body(state):
+        theta, res, steps, _ = state
+        d_D = direction(theta)
+        trial_res = jax.vmap(lambda a: residual(theta - a * d_D))(fractions)
+        better = jnp.isfinite(trial_res) & (trial_res < res)
+        k = jnp.argmax(better)
+        accept = better.any()
+        new_res = jnp.where(accept, trial_res[k], res)
+        floor = (new_res <= tol) & (new_res > 0.5 * res)
+        return (jnp.where(accept, theta - fractions[k] * d_D, theta), new_res, steps + accept.astype(jnp.int32),
+                ~accept | floor | (new_res == 0))
+
+    def cond(state):
+        _, _, steps, stop = state
+        return ~stop & (steps < max_steps)
+
+    theta, res, steps, _ = jax.lax.while_loop(cond, body, (theta_D, residual(theta_D), jnp.int32(0), jnp.bool_(False)))
+    return Interpolation(theta, res, steps, res <= tol)
 
 
 REL_THRESHOLDS = (1e-2, 1e-3)  # eigenvalues counted above these fractions of the largest
@@ -172,8 +239,11 @@ def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, 
             top = lanczos_top(hvp, keys[2 * i], D, top_k, lanczos_matvecs)
             trace, trace_se = hutchinson_trace(hvp, keys[2 * i + 1], D, hutchinson_samples)
             eig_G = jnp.linalg.eigvalsh(gauss_newton_gram(J_S, loss_curvature(loss, f_S, y_S)))
-            out |= {f"{loss}_loss": loss_fn(theta_D), f"hess_{loss}_top": top[0], f"hess_{loss}_trace": trace,
-                    f"hess_{loss}_trace_se": trace_se, f"hess_{loss}_log_det": log_det_delta(top, delta),
+            out |= {f"{loss}_loss": loss_fn(theta_D), f"hess_{loss}_top": top.values_K[0],
+                    f"hess_{loss}_top_residual": top.residual_K[0], f"hess_{loss}_topk_residual": top.residual_K.max(),
+                    f"hess_{loss}_converged": top.converged & jnp.isfinite(trace) & jnp.isfinite(trace_se),
+                    f"hess_{loss}_trace": trace,
+                    f"hess_{loss}_trace_se": trace_se, f"hess_{loss}_log_det": log_det_delta(top.values_K, delta),
                     f"gn_{loss}_top": eig_G[-1], f"gn_{loss}_trace": eig_G.sum(),
                     f"gn_{loss}_log_det": log_det_delta(eig_G, delta)}
         r_U = basin_radii(net, theta_D, x_S, y_S > 0, keys[-1], directions, radii_G)

@@ -27,10 +27,16 @@ from study.config import ExperimentConfig
 from study.encoding import pack_signs, words_to_hex
 from study.network import Network
 from study.stages import StageError, first_sgd_solutions, open_stage, raw_dir, setup
-from study.store import atomic_write_csv, atomic_write_npz, read_chunks, run_chunks, write_sidecar
+from study.store import atomic_write_npz, read_chunks, run_chunks, write_raw_table, write_sidecar
 from study.tasks import Task
 
 GEOMETRY_STREAM = 5
+
+# A Hessian whose leading Ritz pair did not converge (geometry.lanczos_top) keeps its numbers, NaN
+# included, beside hess_<loss>_converged = False; the analysis counts such points apart.
+HESSIAN_COLUMNS = ("top", "top_residual", "topk_residual", "trace", "trace_se", "log_det")
+GEOMETRY_ALLOWED = {f"hess_{loss}_{q}": (lambda t, loss=loss: ~t[f"hess_{loss}_converged"].astype(bool))
+                    for loss in geometry.LOSSES for q in HESSIAN_COLUMNS}
 
 
 def populations(cfg: ExperimentConfig) -> list[str]:
@@ -114,13 +120,15 @@ def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) ->
 
     start = time.perf_counter()
     n_chunks = -(-len(index) // gc.chunk_points)
-    table, stats = read_chunks(run_chunks(directory, n_chunks, compute, "geometry", progress))
+    table, stats = read_chunks(run_chunks(directory, n_chunks, compute, "geometry", progress, GEOMETRY_ALLOWED))
     identity = identity_table(task, net, points, gc.identity_points)
     out = raw_dir(cfg, results) / "geometry.csv"
-    atomic_write_csv(identity.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "geometry_identity.csv")
-    atomic_write_csv(stats.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "geometry_chunks.csv")
+    # the Gauss-Newton Gram has m eigenvalues; the Hessian rows past them have none to pair with
+    write_raw_table(identity.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "geometry_identity.csv",
+                    {"gn_eig": lambda t: t["index"] >= len(task.train_idx)})
+    write_raw_table(stats.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "geometry_chunks.csv")
     table = table.drop(columns="chunk", errors="ignore").assign(n_params=net.n_params, config_hash=config_hash, seed=cfg.seed)
-    atomic_write_csv(table, out)
+    write_raw_table(table, out, GEOMETRY_ALLOWED)
     write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="geometry", populations=pops,
                   wall_seconds_this_invocation=time.perf_counter() - start,
                   seconds_per_point=float(stats["seconds"].sum() / max(1, stats["points"].sum())))
@@ -128,18 +136,28 @@ def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) ->
 
 
 def identity_table(task: Task, net: Network, points: dict, n_points: int) -> pd.DataFrame:
-    """Exact Hessian spectra against the feature Gram for the first n_points of each population."""
+    """Exact Hessian spectra against the feature Gram for the first n_points of each population.
+
+    Columns beyond the spectra: fit_residual = max_i |f(x_i) - y_i| at the row's point, gn_steps
+    = Gauss-Newton steps taken to reach it (0 as found), and reached: whether the row's state was
+    reached (always as found; for "interpolated" iff Gauss-Newton got the residual down to the
+    float32 floor, geometry.interpolation_tol). Rows not reached are kept, and counted apart by
+    the analysis, never folded into the identity's error."""
     x_S, y_S = task.x_train, np.where(task.y_train, 1.0, -1.0)
+    x_S, y_S = jnp.asarray(x_S), jnp.asarray(y_S, jnp.float32)
     spectra = {"as_found": jax.jit(lambda th: geometry.identity_spectra(net, th, x_S, y_S)),
                # CE has no exact interpolation; its as-found rows show the departure
                "interpolated": jax.jit(lambda th: geometry.identity_spectra(net, th, x_S, y_S, losses=("mse",)))}
-    project = jax.jit(lambda th: geometry.interpolate(net, th, jnp.asarray(x_S), jnp.asarray(y_S, jnp.float32)))
+    project = jax.jit(lambda th: geometry.interpolate(net, th, x_S, y_S))
+    as_found = jax.jit(lambda th: geometry.Interpolation(th, jnp.max(jnp.abs(net.apply_flat(th, x_S) - y_S)),
+                                                         jnp.int32(0), jnp.bool_(True)))
     rows = []
     for pop, pts in points.items():
         for p in range(min(n_points, len(pts["theta_PxD"]))):
             theta = jnp.asarray(pts["theta_PxD"][p])
-            for state, th in (("as_found", theta), ("interpolated", project(theta))):
-                s = jax.device_get(spectra[state](th))
+            for state, reach in (("as_found", as_found), ("interpolated", project)):
+                point = jax.device_get(reach(theta))
+                s = jax.device_get(spectra[state](point.theta_D))
                 for loss in geometry.LOSSES:
                     if f"{loss}_hessian" not in s:
                         continue
@@ -148,5 +166,6 @@ def identity_table(task: Task, net: Network, points: dict, n_points: int) -> pd.
                         rows.append({"population": pop, "point": p, "state": state, "loss": loss, "index": i,
                                      "hessian_eig": float(lam), "gn_eig": float(gn[i]) if i < len(gn) else np.nan,
                                      "residual_norm": float(s[f"{loss}_residual_norm"]),
-                                     "loss_value": float(s[f"{loss}_loss"])})
+                                     "loss_value": float(s[f"{loss}_loss"]), "fit_residual": float(point.residual),
+                                     "gn_steps": int(point.steps), "reached": bool(point.converged)})
     return pd.DataFrame(rows)

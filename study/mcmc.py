@@ -234,6 +234,8 @@ def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, t
         raise ValueError(f"n_keep={n_keep} must be a positive multiple of keep_per_call={K}")
     if isinstance(init, ChainRun):
         u_CxD, step = jnp.asarray(init.u_CxD), init.next_step
+        # blackjax's slice loop has no cap: from a state outside the set it would never end
+        check_fits(net, task, np.asarray(u_CxD * net.prior_std_D))
     else:
         check_fits(net, task, init)
         u_CxD, step = jnp.asarray(init) / net.prior_std_D, 0

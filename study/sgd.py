@@ -83,6 +83,8 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     y_S = jnp.asarray(np.where(task.y_train, 1.0, -1.0), jnp.float32)
     x_E = jnp.asarray(task.x_test)
     m, B = len(y_S), setting.batch_size
+    if m % B:  # config validation rejects this too; a direct caller must not lose m mod B inputs per epoch
+        raise ValueError(f"batch size {B} does not divide the {m} training inputs")
     batches_per_epoch = m // B
     opt = make_optimizer(setting)
     ell = per_example_loss(setting.loss)

@@ -17,8 +17,8 @@ from study import mcmc, rejection, sgd
 from study.config import ExperimentConfig
 from study.encoding import bits_to_hex, words_to_hex
 from study.network import Network, build_network
-from study.store import (atomic_write_csv, atomic_write_json, atomic_write_npz, claim_directory, read_chunks,
-                         run_chunks, write_sidecar)
+from study.store import (EVERY_ROW, atomic_write_json, atomic_write_npz, claim_directory, read_chunks, run_chunks,
+                         write_raw_table, write_sidecar)
 from study.tasks import Task, make_task
 
 REJECTION_STREAM, SGD_STREAM, MCMC_STREAM, NNGP_STREAM = 1, 2, 3, 4
@@ -69,8 +69,8 @@ def run_rejection(cfg: ExperimentConfig, results: Path, progress: bool = True) -
     stats = stats.assign(config_hash=config_hash, seed=cfg.seed,
                          useful_flops=stats["draws"] * rejection.useful_flops_per_draw(net, task))
     out = raw_dir(cfg, results) / "bayes_counts.csv"
-    atomic_write_csv(stats, raw_dir(cfg, results) / "rejection_chunks.csv")
-    atomic_write_csv(counts, out)
+    write_raw_table(stats, raw_dir(cfg, results) / "rejection_chunks.csv")
+    write_raw_table(counts, out)
     write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="rejection",
                   wall_seconds_this_invocation=time.perf_counter() - start,
                   draws=int(stats["draws"].sum()), accepted=int(stats["accepted"].sum()),
@@ -82,6 +82,11 @@ def sgd_key(cfg: ExperimentConfig, setting) -> jax.Array:
     """The key of one SGD setting's population; run r uses fold_in(this, r)."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), SGD_STREAM),
                               zlib.crc32(setting.name.encode()))
+
+
+# A run that diverged (lr too large) may end with a non-finite loss; it did not fit S, and the
+# analysis counts it with the other runs that did not.
+SGD_ALLOWED = {"final_loss": lambda runs: ~runs["fitted"].astype(bool)}
 
 
 def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
@@ -108,7 +113,8 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
             })
             return table, {"runs": sc.chunk_runs, "seconds": seconds, "total_steps": int(out["steps"].sum())}
 
-        tables = run_chunks(directory, sc.runs // sc.chunk_runs, compute, f"sgd {setting.name}", progress)
+        tables = run_chunks(directory, sc.runs // sc.chunk_runs, compute, f"sgd {setting.name}", progress,
+                            SGD_ALLOWED)
         table, stats = read_chunks(tables)
         describe = dict(setting=setting.name, optimizer=setting.optimizer, loss=setting.loss,
                         batch_size=setting.batch_size, lr=setting.lr, config_hash=config_hash, seed=cfg.seed)
@@ -116,8 +122,8 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
         flops_per_step = sgd.useful_flops_per_step(net, task, setting)
         chunks.append(stats.assign(**describe, useful_flops=stats["total_steps"] * flops_per_step))
     out = raw_dir(cfg, results) / "sgd_runs.csv"
-    atomic_write_csv(pd.concat(chunks, ignore_index=True), raw_dir(cfg, results) / "sgd_chunks.csv")
-    atomic_write_csv(pd.concat(runs, ignore_index=True), out)
+    write_raw_table(pd.concat(chunks, ignore_index=True), raw_dir(cfg, results) / "sgd_chunks.csv")
+    write_raw_table(pd.concat(runs, ignore_index=True), out, SGD_ALLOWED)
     write_sidecar(out, seed=cfg.seed, stage="sgd", wall_seconds_this_invocation=time.perf_counter() - start,
                   config_hashes={s.name: cfg.stage_hash("sgd", s) for s in sc.settings})
     return out
@@ -148,6 +154,12 @@ def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array) -
         raise StageError(f"mcmc.init_setting {setting.name!r}: only {len(theta)} of {runs} runs fitted S; "
                          f"fewer than mcmc.chains = {mc.chains}")
     return theta[: mc.chains], f"SGD solutions of setting {setting.name}"
+
+
+# Split R-hat and ESS of a trace that is constant within every chain are 0/0 (NaN), or inf when the
+# chains sit at different constants: a degenerate trace, which mcmc.diagnostics warns about when
+# R-hat is inf; these are diagnostics, not results.
+DIAGNOSTICS_ALLOWED = {"r_hat": EVERY_ROW, "ess": EVERY_ROW}
 
 
 def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
@@ -214,11 +226,12 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     out = raw_dir(cfg, results) / "mcmc_counts.csv"
-    atomic_write_csv(diag.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "mcmc_diagnostics.csv")
+    write_raw_table(diag.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "mcmc_diagnostics.csv",
+                    DIAGNOSTICS_ALLOWED)
     stats = stats.assign(config_hash=config_hash, seed=cfg.seed, chains=mc.chains, thin=mc.thin, burn_in=mc.burn_in,
                          init=source)
-    atomic_write_csv(stats, raw_dir(cfg, results) / "mcmc_chunks.csv")
-    atomic_write_csv(counts.assign(population="bayes_mcmc", config_hash=config_hash, seed=cfg.seed), out)
+    write_raw_table(stats, raw_dir(cfg, results) / "mcmc_chunks.csv")
+    write_raw_table(counts.assign(population="bayes_mcmc", config_hash=config_hash, seed=cfg.seed), out)
     write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="mcmc", init=source,
                   wall_seconds_this_invocation=time.perf_counter() - start, max_r_hat=float(diag["r_hat"].max()))
     return out
@@ -229,6 +242,14 @@ def write_done(cfg: ExperimentConfig, results: Path, stages: list[str]) -> None:
     atomic_write_json({"stages": stages, "config_hashes": {
         s: cfg.stage_hash(s) for s in ("rejection", "mcmc", "nngp", "geometry", "sweep") if getattr(cfg, s) is not None}},
         raw_dir(cfg, results) / "stages.json")
+
+
+# Not applicable, not failed: P(S) from exact sampling needs rejection draws (the ESS sampler has
+# none) and at least one acceptance; chain diagnostics exist only for the ESS sampler.
+NNGP_SUMMARY_ALLOWED = {
+    "log_p_s_exact": lambda s: (s["exact_draws"] == 0) | (s["exact_samples"] == 0),
+    "exact_r_hat_max": lambda s: s["exact_method"] != "ess",
+    "exact_ess_min": lambda s: s["exact_method"] != "ess"}
 
 
 def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
@@ -268,8 +289,8 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
                 warnings.simplefilter("ignore", mcmc.ConvergenceWarning)
                 diag = mcmc.diagnostics({"nngp_zE_mean": res.zE_mean_CxT, "nngp_fE_fraction": res.fE_frac_CxT})
             return table, {"draws": 0, "accepted": int(sum(res.counts.values())), "seconds": res.seconds,
-                           "mean_shrinks": res.mean_shrinks, "r_hat_max": float(diag["r_hat"].max()),
-                           "ess_min": float(diag["ess"].min())}
+                           "mean_shrinks": res.mean_shrinks, "cap_hits": res.cap_hits,
+                           "r_hat_max": float(diag["r_hat"].max()), "ess_min": float(diag["ess"].min())}
 
     start = time.perf_counter()
     tables = run_chunks(directory, n_chunks, compute, "nngp exact", progress)
@@ -281,6 +302,10 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     if r_hat_max > mcmc.RHAT_THRESHOLD:
         print(f"warning: NNGP elliptical slice chains have split R-hat up to {r_hat_max:.3g} > "
               f"{mcmc.RHAT_THRESHOLD}: they have not mixed (more nngp.burn_in or thin)", file=sys.stderr)
+    cap_hits = int(stats["cap_hits"].sum()) if "cap_hits" in stats else 0
+    if cap_hits:
+        print(f"warning: {cap_hits} NNGP elliptical slice transitions hit the shrink cap and did not move "
+              "(a chain on the orthant's boundary)", file=sys.stderr)
 
     # EP: every function on E when there are few, else every function any other stage saw.
     enumerated = n_test <= ng.ep_enumerate_max
@@ -294,25 +319,33 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
                 seen |= set(pd.read_csv(path, dtype={"function": str}, usecols=["function"])["function"].dropna())
         functions = sorted(seen)
     t0 = time.perf_counter()
-    log_p_s = nngp.ep_log_orthant(K[:m, :m], y_S)
-    log_p = nngp.ep_log_pb_many(K, y_S, functions)
+    try:
+        log_p_s = nngp.ep_log_orthant(K[:m, :m], y_S)
+        scores = nngp.ep_log_pb_many(K, y_S, functions)
+    except nngp.EPFailed as err:  # EP on S alone: without it no function can be scored
+        raise StageError(f"nngp: EP for P(S) failed: {err}") from None
     ep_seconds = time.perf_counter() - t0
-    ep = pd.DataFrame({"function": functions, "log_p": log_p, "config_hash": config_hash, "seed": cfg.seed})
+    ep_failed = int((scores.status != "converged").sum())
+    if ep_failed:
+        print(f"warning: EP failed for {ep_failed} of {len(functions)} functions (nngp_ep.csv: ep_status); "
+              "their log_p is empty and they are left out of every EP comparison", file=sys.stderr)
+    ep = pd.DataFrame({"function": functions, "log_p": scores.log_pb, "ep_status": scores.status,
+                       "ep_sweeps": scores.sweeps, "config_hash": config_hash, "seed": cfg.seed})
     summary = pd.DataFrame([{
         "m": m, "n_test": n_test, "log_p_s_ep": log_p_s,
         "log_p_s_exact": float(np.log(accepted / draws)) if accepted and draws else float("nan"),
         "exact_method": ng.exact,
-        "exact_r_hat_max": r_hat_max, "exact_ess_min": ess_min,
+        "exact_r_hat_max": r_hat_max, "exact_ess_min": ess_min, "exact_cap_hits": cap_hits,
         "exact_draws": draws, "exact_samples": accepted, "exact_seconds": float(stats["seconds"].sum()),
-        "ep_functions": len(functions), "ep_enumerated": enumerated,
-        "ep_probability_sum": float(np.exp(np.array(log_p)).sum()),
+        "ep_functions": len(functions), "ep_failed": ep_failed, "ep_enumerated": enumerated,
+        "ep_probability_sum": float(np.nansum(np.exp(scores.log_pb))),
         "ep_seconds_per_function": ep_seconds / max(1, len(functions)),
         "config_hash": config_hash, "seed": cfg.seed}])
     out = raw_dir(cfg, results) / "nngp_ep.csv"
-    atomic_write_csv(counts.assign(population="nngp_exact", config_hash=config_hash, seed=cfg.seed),
-                     raw_dir(cfg, results) / "nngp_exact_counts.csv")
-    atomic_write_csv(summary, raw_dir(cfg, results) / "nngp_summary.csv")
-    atomic_write_csv(ep, out)
+    write_raw_table(counts.assign(population="nngp_exact", config_hash=config_hash, seed=cfg.seed),
+                    raw_dir(cfg, results) / "nngp_exact_counts.csv")
+    write_raw_table(summary, raw_dir(cfg, results) / "nngp_summary.csv", NNGP_SUMMARY_ALLOWED)
+    write_raw_table(ep, out, {"log_p": lambda ep: ep["ep_status"] != "converged"})
     write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="nngp",
                   wall_seconds_this_invocation=time.perf_counter() - start)
     return out

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,44 @@ os.umask(UMASK)
 
 class StaleResultsError(RuntimeError):
     """Results on disk were made by a different configuration."""
+
+
+class NonFiniteError(RuntimeError):
+    """A raw table would hold a NaN or infinity where none is allowed."""
+
+
+# Where a raw table may hold non-finite numbers: column -> rows (a function of the table giving a
+# bool mask, or True for every row); the key ANY_COLUMN stands for every column not named. Each
+# writer declares its own, next to the reason.
+Allowed = Mapping[str, Callable[[pd.DataFrame], "pd.Series | bool"]]
+EVERY_ROW: Callable[[pd.DataFrame], bool] = lambda frame: True
+ANY_COLUMN = "*"
+
+
+def check_finite(frame: pd.DataFrame, what: str, allowed: Allowed | None = None) -> None:
+    """Raise NonFiniteError naming the column and rows if a float column of `frame` holds NaN or
+    +-inf outside the rows `allowed` declares for it. Integer, bool and text columns cannot."""
+    allowed = allowed or {}
+    for column in frame.columns:
+        values = frame[column]
+        if not (pd.api.types.is_float_dtype(values) or pd.api.types.is_complex_dtype(values)):
+            continue
+        bad = ~np.isfinite(values.to_numpy())
+        rows_allowed = allowed.get(column, allowed.get(ANY_COLUMN))
+        if rows_allowed is not None:
+            bad &= ~np.asarray(rows_allowed(frame), bool)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise NonFiniteError(
+                f"{what}: column {column!r} has {len(rows)} non-finite value(s) where none is allowed "
+                f"(rows {rows[:8].tolist()}{' ...' if len(rows) > 8 else ''}, e.g. {values.iloc[rows[0]]}); "
+                "nothing was written. This is a numerical failure upstream of the table: report it with the config")
+
+
+def write_raw_table(frame: pd.DataFrame, path: Path, allowed: Allowed | None = None) -> None:
+    """A stage's raw table, written atomically after check_finite."""
+    check_finite(frame, str(path), allowed)
+    atomic_write_csv(frame, path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -126,11 +164,13 @@ def claim_directory(directory: Path, stage: str, config_hash: str, description: 
 
 
 def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd.DataFrame, dict]],
-               desc: str, progress: bool = True) -> list[Path]:
+               desc: str, progress: bool = True, allowed: Allowed | None = None) -> list[Path]:
     """Compute the chunks not yet on disk, writing each as it finishes; return the chunk tables.
 
     compute(c) returns the chunk's table and a dict of chunk statistics. The table is written
     first and the statistics (chunk_NNNNN.json) last, so a chunk is complete iff its JSON exists.
+    A chunk table with a non-finite value outside `allowed` (check_finite) stops the stage before
+    it is written, so the failure shows at the chunk that made it.
     """
     tables = [directory / f"chunk_{c:05d}.csv" for c in range(n_chunks)]
     todo = [c for c, p in enumerate(tables) if not p.with_suffix(".json").exists()]
@@ -138,6 +178,7 @@ def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd
               dynamic_ncols=True) as bar:
         for c in todo:
             table, stats = compute(c)
+            check_finite(table, f"{desc} chunk {c}", allowed)
             atomic_write_csv(table, tables[c])
             atomic_write_json({"chunk": c, **stats}, tables[c].with_suffix(".json"))
             bar.update(1)

@@ -22,10 +22,10 @@ import pandas as pd
 
 from study import mcmc, sgd
 from study.config import ExperimentConfig, NetworkConfig
-from study.geometry_stage import functions_on_E, point_measures
+from study.geometry_stage import GEOMETRY_ALLOWED, functions_on_E, point_measures
 from study.network import Network, build_network
 from study.stages import StageError, open_stage, raw_dir, setup
-from study.store import atomic_write_csv, read_chunks, run_chunks, write_sidecar
+from study.store import ANY_COLUMN, read_chunks, run_chunks, write_raw_table, write_sidecar
 from study.tasks import Task
 
 SWEEP_STREAM = 6
@@ -45,6 +45,18 @@ def measure_points(cfg: ExperimentConfig, net: Network, task: Task, theta_PxD: n
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
         parts.append(jax.device_get(measure(jnp.asarray(theta_PxD[start:start + gc.chunk_points]), keys)))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def _unfitted(t: pd.DataFrame) -> pd.Series:
+    return ~t["fitted"].astype(bool)
+
+
+# Where sweep.csv may hold non-finite numbers: runs that ended off zero training error have no
+# measures; posterior points have no training loss; a Hessian whose Lanczos did not converge as in
+# GEOMETRY_ALLOWED.
+SWEEP_ALLOWED = {ANY_COLUMN: _unfitted,
+                 "final_loss": lambda t: _unfitted(t) | (t["population"] == "bayes"),
+                 **{column: (lambda t, rows=rows: _unfitted(t) | rows(t)) for column, rows in GEOMETRY_ALLOWED.items()}}
 
 
 def run_sweep(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
@@ -89,16 +101,18 @@ def run_sweep(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pa
         functions[fitted] = functions_on_E(net, task, theta) if len(theta) else []
         rows["function"] = functions
         for name, values in measures.items():
-            column = np.full(len(rows), np.nan)
+            # runs off zero training error have no measures: NaN, and False for the flags
+            column = np.zeros(len(rows), bool) if values.dtype == bool else np.full(len(rows), np.nan)
             column[fitted] = values
             rows[name] = column
         rows["n_params"] = net.n_params
         return rows, {"points": int(fitted.sum()), "seconds": time.perf_counter() - t0}
 
     start = time.perf_counter()
-    table, stats = read_chunks(run_chunks(directory, len(items), compute, "sweep", progress))
+    table, stats = read_chunks(run_chunks(directory, len(items), compute, "sweep", progress, SWEEP_ALLOWED))
     out = raw_dir(cfg, results) / "sweep.csv"
-    atomic_write_csv(table.drop(columns="chunk", errors="ignore").assign(config_hash=config_hash, seed=cfg.seed), out)
+    write_raw_table(table.drop(columns="chunk", errors="ignore").assign(config_hash=config_hash, seed=cfg.seed), out,
+                    SWEEP_ALLOWED)
     write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="sweep",
                   wall_seconds_this_invocation=time.perf_counter() - start,
                   sweep_seconds=float(stats["seconds"].sum()))

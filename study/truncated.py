@@ -92,7 +92,9 @@ def _ess_step(key, z_N, L_NxN, y_pos_S, max_shrinks: int = 200):
     With a 0/1 likelihood the slice height log u + log L(z) = log u < 0 is exceeded exactly by
     the feasible points, so the slice test is just feasibility and u need not be drawn. The
     bracket shrinks towards theta = 0 (the current, feasible point), so the loop ends; the cap
-    only guards against a current point sitting exactly on a boundary, in which case we stay."""
+    only guards against a current point sitting exactly on a boundary, in which case we stay and
+    say so: returns (z, proposals, stayed), stayed True when the cap ended the step (the chain
+    did not move; ess_function_counts counts these as cap_hits)."""
     k_nu, k_theta, k_shrink = jax.random.split(key, 3)
     nu_N = L_NxN @ jax.random.normal(k_nu, z_N.shape)
     theta = jax.random.uniform(k_theta, maxval=2 * jnp.pi)
@@ -111,7 +113,8 @@ def _ess_step(key, z_N, L_NxN, y_pos_S, max_shrinks: int = 200):
 
     theta, _, _, n_shrinks = jax.lax.while_loop(not_done, shrink, (theta, theta - 2 * jnp.pi, theta, jnp.int32(0)))
     z_new = propose(theta)
-    return jnp.where(_feasible(z_new, y_pos_S), z_new, z_N), n_shrinks
+    ok = _feasible(z_new, y_pos_S)
+    return jnp.where(ok, z_new, z_N), n_shrinks, ~ok
 
 
 def _step_key(key, t, c):
@@ -122,10 +125,14 @@ def _step_key(key, t, c):
 
 @jax.jit
 def _ess_advance(key, z_CxN, L_NxN, y_pos_S, n_steps):
-    """Steps 0 .. n_steps-1 of every chain, nothing recorded (burn-in)."""
+    """Steps 0 .. n_steps-1 of every chain, nothing recorded (burn-in); also the number of
+    transitions per chain that the shrink cap ended."""
     def chain(c, z_N):
-        return jax.lax.fori_loop(
-            0, n_steps, lambda t, z: _ess_step(_step_key(key, t, c), z, L_NxN, y_pos_S)[0], z_N)
+        def step(t, carry):
+            z, stayed = carry
+            z, _, capped = _ess_step(_step_key(key, t, c), z, L_NxN, y_pos_S)
+            return z, stayed + capped
+        return jax.lax.fori_loop(0, n_steps, step, (z_N, jnp.int32(0)))
     return jax.vmap(chain)(jnp.arange(z_CxN.shape[0]), z_CxN)
 
 
@@ -138,12 +145,12 @@ def _ess_segment(key, t0, z_CxN, L_NxN, y_pos_S, n_kept: int, thin: int):
     def chain(c, z_N):
         def kept(z_N, k):
             def step(j, carry):
-                z, shrinks = carry
-                z, n = _ess_step(_step_key(key, t0 + k * thin + j, c), z, L_NxN, y_pos_S)
-                return z, shrinks + n
-            z_N, shrinks = jax.lax.fori_loop(0, thin, step, (z_N, jnp.int32(0)))
+                z, shrinks, stayed = carry
+                z, n, capped = _ess_step(_step_key(key, t0 + k * thin + j, c), z, L_NxN, y_pos_S)
+                return z, shrinks + n, stayed + capped
+            z_N, shrinks, stayed = jax.lax.fori_loop(0, thin, step, (z_N, jnp.int32(0), jnp.int32(0)))
             z_E = z_N[m:]
-            return z_N, (pack_signs(z_E[None])[0], z_E.mean(), (z_E > 0).mean(), shrinks)
+            return z_N, (pack_signs(z_E[None])[0], z_E.mean(), (z_E > 0).mean(), shrinks, stayed)
         return jax.lax.scan(kept, z_N, jnp.arange(n_kept))
 
     return jax.vmap(chain)(jnp.arange(z_CxN.shape[0]), z_CxN)
@@ -169,6 +176,7 @@ class ESSResult:
     zE_mean_CxT: np.ndarray  # mean of z / sqrt(diag K) over E, per chain and kept sample, for R-hat
     fE_frac_CxT: np.ndarray  # fraction of E with positive output, per chain and kept sample
     mean_shrinks: float  # bracket shrinks per transition: the cost of one ESS step
+    cap_hits: int  # transitions (burn-in included) that the shrink cap ended without a move; 0 normally
     words_CxTxW: np.ndarray | None  # packed functions on E per chain and kept sample, if asked
     seconds: float
 
@@ -199,7 +207,7 @@ def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int
             raise ValueError(f"init has shape {z_CxN.shape}; expected {(n_chains, len(K_full))}")
     if not bool(jax.vmap(_feasible, (0, None))(z_CxN, y_pos_S).all()):
         raise ValueError("initial states must have sign z_S = y_S in every chain (z > 0 is positive)")
-    z_CxN = _ess_advance(k_steps, z_CxN, L_NxN, y_pos_S, burn_in)
+    z_CxN, burn_cap_hits_C = _ess_advance(k_steps, z_CxN, L_NxN, y_pos_S, burn_in)
 
     n_kept = n_steps // thin
     if n_kept < 1:
@@ -210,10 +218,11 @@ def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int
         t0 = burn_in + j * seg * thin
         z_CxN, out = _ess_segment(k_steps, t0, z_CxN, L_NxN, y_pos_S, seg, thin)
         outputs.append(jax.device_get(out))
-    words_CxTxW, zE_mean_CxT, fE_frac_CxT, shrinks_CxT = (
-        np.concatenate([out[i] for out in outputs], axis=1)[:, :n_kept] for i in range(4))
+    words_CxTxW, zE_mean_CxT, fE_frac_CxT, shrinks_CxT, stayed_CxT = (
+        np.concatenate([out[i] for out in outputs], axis=1)[:, :n_kept] for i in range(5))
     return ESSResult(
         counts=dict(_count_words(words_CxTxW.reshape(n_chains * n_kept, -1), n_E)), n_kept=n_kept,
         zE_mean_CxT=zE_mean_CxT, fE_frac_CxT=fE_frac_CxT, mean_shrinks=float(shrinks_CxT.mean() / thin),
+        cap_hits=int(np.asarray(burn_cap_hits_C).sum() + stayed_CxT.sum()),
         words_CxTxW=words_CxTxW if return_words else None, seconds=time.perf_counter() - start,
     )

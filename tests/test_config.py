@@ -37,6 +37,7 @@ def test_every_shipped_config_loads(path):
     (with_("sgd", settings=[{"name": "a", "optimizer": "lbfgs"}]), r"sgd.settings\[0\].optimizer"),
     (with_("sgd", settings=[{"name": "a", "loss": "hinge"}]), r"sgd.settings\[0\].loss"),
     (with_("sgd", settings=[{"name": "a", "batch_size": 11}]), r"sgd.settings\[0\].batch_size"),
+    (with_("sgd", settings=[{"name": "a", "batch_size": 3}]), r"sgd.settings\[0\].batch_size: must divide task.m"),
     (with_("sgd", runs=10, chunk_runs=4), "sgd.chunk_runs"),
     (with_("mcmc", samples=100, chunk_samples=30), "mcmc.chunk_samples"),
     (with_("mcmc", init="sgd", init_setting="nope"), "mcmc.init_setting"),

@@ -51,13 +51,54 @@ def test_hessian_equals_scaled_ntk_gram_at_constructed_zero_loss_point(small, se
 def test_interpolate_reaches_exact_fit_and_the_identity_holds(small):
     net, _, x_S = small
     y = jnp.array([1.0, -1, 1, 1, -1, -1])
-    theta = geometry.interpolate(net, net.sample_one(jax.random.key(3)), x_S, y)
-    assert float(jnp.abs(net.apply_flat(theta, x_S) - y).max()) < 1e-4
-    s = geometry.identity_spectra(net, theta, x_S, y)
+    res = geometry.interpolate(net, net.sample_one(jax.random.key(3)), x_S, y)
+    assert bool(res.converged) and 0 < int(res.steps) < 50  # stopped at the floor, not at the cap
+    fit = float(jnp.abs(net.apply_flat(res.theta_D, x_S) - y).max())
+    assert fit == float(res.residual) <= float(geometry.interpolation_tol(y))
+    s = geometry.identity_spectra(net, res.theta_D, x_S, y)
     np.testing.assert_allclose(s["mse_hessian"][:6], s["mse_gn"], rtol=1e-3, atol=1e-4 * float(s["mse_gn"][0]))
     assert float(s["mse_residual_norm"]) < 1e-3 * float(s["mse_gn"][0])
     # cross-entropy at the same point is not at a minimum: its residual part does not vanish
     assert float(s["ce_residual_norm"]) > 1e-2 * float(s["ce_gn"][0])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_interpolate_never_raises_the_residual(small, seed):
+    """Every accepted step lowers max|f - y|: the residual after k steps falls with k."""
+    net, _, x_S = small
+    y = jnp.array([1.0, -1, 1, 1, -1, -1])
+    theta = net.sample_one(jax.random.key(seed))
+    residuals = [float(geometry.interpolate(net, theta, x_S, y, max_steps=k).residual) for k in range(0, 12)]
+    assert all(np.isfinite(residuals))
+    assert all(b <= a for a, b in zip(residuals, residuals[1:]))
+
+
+def test_interpolate_from_an_exact_fit_takes_no_step(small):
+    net, _, x_S = small
+    theta = net.sample_one(jax.random.key(4))
+    res = geometry.interpolate(net, theta, x_S, net.apply_flat(theta, x_S))
+    assert int(res.steps) == 0 and bool(res.converged) and float(res.residual) == 0.0
+    np.testing.assert_array_equal(res.theta_D, theta)
+
+
+def test_interpolate_reports_an_impossible_fit_and_stays_finite(small):
+    """Two copies of one input with opposite targets: no theta fits both (the residual is >= 1), and
+    the Jacobian has two equal rows, so J J^T is singular. Without the ridge the Gauss-Newton
+    solve returns non-finite numbers, which an unguarded step would write into theta."""
+    net, _, x_S = small
+    x = jnp.concatenate([x_S[:3], x_S[:1]])
+    y = jnp.array([1.0, -1, 1, -1])
+    theta = net.sample_one(jax.random.key(2))
+    J = geometry.jacobian(net, theta, x)
+    unguarded = theta - J.T @ jnp.linalg.solve(J @ J.T, net.apply_flat(theta, x) - y)
+    fit_before = float(jnp.abs(net.apply_flat(theta, x) - y).max())
+    fit_unguarded = float(jnp.abs(net.apply_flat(unguarded, x) - y).max())
+    assert not np.isfinite(fit_unguarded) or fit_unguarded > fit_before  # the wrong variant: a NaN or worse step
+    for ridge in (1e-10, 0.0):
+        res = geometry.interpolate(net, theta, x, y, ridge=ridge)
+        assert not bool(res.converged)
+        assert bool(jnp.isfinite(res.theta_D).all())
+        assert 1.0 - 1e-5 <= float(res.residual) <= fit_before
 
 
 @pytest.mark.parametrize("loss", ["mse", "ce"])
@@ -68,7 +109,29 @@ def test_lanczos_top_eigenvalues_match_dense(small, loss):
     loss_fn = geometry.training_loss(net, loss, x_S, y)
     dense = np.sort(np.linalg.eigvalsh(np.asarray(geometry.dense_hessian(loss_fn, theta))))[::-1]
     top = geometry.lanczos_top(geometry.hvp_fn(loss_fn, theta), jax.random.key(1), net.n_params, 4, 30)
-    np.testing.assert_allclose(top, dense[:4], rtol=1e-3, atol=1e-5 * dense[0])
+    np.testing.assert_allclose(top.values_K, dense[:4], rtol=1e-3, atol=1e-5 * dense[0])
+    assert bool(top.converged) and float(top.residual_K.max()) < 1e-3
+
+
+@pytest.mark.parametrize("spectrum", ["rank_3", "zero"])
+def test_lanczos_top_reports_a_krylov_space_that_runs_out(spectrum):
+    """An operator of rank 3 (or 0) in D = 50 with 20 matvecs: the Krylov space is invariant after
+    4 (or 1) steps and matfree goes on from rounding noise, so its Ritz values can come out wrong
+    (here: a top "eigenvalue" far above 5) or NaN. The flag must be True exactly when the values
+    are right."""
+    truth = np.array([5.0, 2.0, 1.0, 0.0, 0.0]) if spectrum == "rank_3" else np.zeros(5)
+    d = jnp.zeros(50).at[:3].set(jnp.asarray(truth[:3], jnp.float32))
+    top = geometry.lanczos_top(lambda v: d * v, jax.random.key(0), 50, 5, 20)
+    right = bool(np.allclose(top.values_K, truth, atol=1e-2))
+    assert bool(top.converged) == right
+    assert not right  # on this case matfree's answer is wrong, so the check is exercised
+
+
+def test_lanczos_top_on_a_full_spectrum_converges():
+    d = jnp.linspace(1.0, 10.0, 50) ** 3
+    top = geometry.lanczos_top(lambda v: d * v, jax.random.key(0), 50, 3, 30)
+    assert bool(top.converged)
+    np.testing.assert_allclose(top.values_K, np.sort(np.asarray(d))[::-1][:3], rtol=1e-4)
 
 
 def test_hutchinson_trace_within_its_standard_error(small):

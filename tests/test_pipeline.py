@@ -98,6 +98,12 @@ def test_geometry_points_are_the_populations_own_points(smoke):
     identity = pd.read_csv(smoke / "tables" / "geometry_identity.csv")
     assert identity.query("state == 'interpolated'")["max_rel_error"].max() < 1e-4
     assert identity.query("state == 'as_found'")["max_rel_error"].min() > 1e-3
+    # every interpolation reached the float32 floor and every leading Ritz pair converged here
+    assert identity["not_reached"].sum() == 0 and identity.query("state == 'interpolated'")["points"].min() > 0
+    assert geom["hess_mse_converged"].all() and geom["hess_ce_converged"].all()
+    assert (geom["hess_mse_top_residual"] < 1e-3).all()
+    ep = pd.read_csv(smoke / "raw" / "nngp_ep.csv", dtype={"function": str})
+    assert (ep["ep_status"] == "converged").all() and ep["log_p"].notna().all()
 
 
 def test_sweep_measures_every_zero_error_point_of_every_variant(smoke):

@@ -117,3 +117,10 @@ def test_device_count_must_divide_pool_and_chunk():
     cfg = SGDConfig(runs=48, chunk_runs=48, pool=8, max_steps=2000, check_every=4, settings=(setting,))
     with pytest.raises(ValueError, match="do not divide"):
         sgd.make_chunk_trainer(NET, TASK, setting, cfg, 48, devices=3)
+
+
+def test_a_batch_size_that_does_not_divide_m_is_refused(net7):
+    """m mod B training inputs would go unused in every epoch."""
+    task = make_task(7, "majority", 10, 4, 0)
+    with pytest.raises(ValueError, match="does not divide the 10 training inputs"):
+        sgd.make_chunk_trainer(net7, task, SGDSetting("s", "sgd", 0.1, 3, "ce"), SGDConfig(runs=4, chunk_runs=4), 4)

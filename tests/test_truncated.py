@@ -77,3 +77,29 @@ def test_ess_chain_streams_do_not_depend_on_segments_or_chain_count():
     np.testing.assert_allclose(a.zE_mean_CxT, b.zE_mean_CxT[:3], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(a.words_CxTxW, b.words_CxTxW[:3])
     assert not np.allclose(b.zE_mean_CxT[0], b.zE_mean_CxT[1])  # chains are not copies
+
+
+def test_ess_step_says_when_its_shrink_cap_ended_it(net7):
+    """With the cap at 0 shrinks, a first proposal outside the orthant ends the transition: the
+    chain must stay where it was and the step must say so; otherwise it moves to a feasible point.
+    An ordinary run (cap 200) reports no cap hits."""
+    import jax.numpy as jnp
+
+    task = make_task(7, "majority", 10, 4, seed=0)
+    K = task_kernel(net7, task)
+    L = truncated._cholesky(K, 1e-6)
+    y_pos = jnp.asarray(task.y_train)
+    z0 = truncated._orthant_start(jax.random.key(0), L, y_pos, 1)[0]
+    stayed_any = moved_any = False
+    for seed in range(64):
+        z, _, stayed = truncated._ess_step(jax.random.key(seed), z0, L, y_pos, max_shrinks=0)
+        assert bool(truncated._feasible(z, y_pos))
+        if bool(stayed):
+            np.testing.assert_array_equal(z, z0)
+            stayed_any = True
+        else:
+            assert not np.array_equal(np.asarray(z), np.asarray(z0))
+            moved_any = True
+    assert stayed_any and moved_any
+    res = truncated.ess_function_counts(jax.random.key(1), K, task.y_train, n_chains=8, n_steps=50, burn_in=10)
+    assert res.cap_hits == 0

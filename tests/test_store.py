@@ -1,0 +1,43 @@
+"""The non-finite guard on raw tables: a NaN or infinity is written only where its writer declared it."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from study import store
+
+
+def table():
+    return pd.DataFrame({"fitted": [True, False, True], "loss": [0.1, np.nan, 0.2], "steps": [3, 10, 4],
+                         "function": ["a", "b", "c"]})
+
+
+def test_non_finite_values_stop_the_write_naming_column_and_rows(tmp_path):
+    t = table()
+    t.loc[2, "loss"] = np.inf
+    with pytest.raises(store.NonFiniteError, match=r"column 'loss' has 2 non-finite value\(s\).*rows \[1, 2\]"):
+        store.write_raw_table(t, tmp_path / "runs.csv")
+    assert not (tmp_path / "runs.csv").exists() and not list(tmp_path.iterdir())
+
+
+def test_declared_rows_may_hold_non_finite_values_and_no_others(tmp_path):
+    allowed = {"loss": lambda t: ~t["fitted"]}
+    store.write_raw_table(table(), tmp_path / "runs.csv", allowed)
+    back = pd.read_csv(tmp_path / "runs.csv")
+    assert back["loss"].isna().tolist() == [False, True, False]
+    t = table()
+    t.loc[0, "loss"] = np.nan  # a fitted run: not declared
+    with pytest.raises(store.NonFiniteError, match=r"rows \[0\]"):
+        store.write_raw_table(t, tmp_path / "runs2.csv", allowed)
+    # ANY_COLUMN covers the columns not named; a named column keeps its own rule
+    store.check_finite(table().assign(other=[np.nan, 1.0, 1.0]), "x", {store.ANY_COLUMN: store.EVERY_ROW})
+    with pytest.raises(store.NonFiniteError, match="'loss'"):
+        store.check_finite(table(), "x", {store.ANY_COLUMN: store.EVERY_ROW, "loss": lambda t: t["fitted"]})
+
+
+def test_a_chunk_with_a_nan_is_not_written_and_the_stage_stops(tmp_path):
+    def compute(c):
+        return pd.DataFrame({"x": [1.0, np.nan if c == 1 else 2.0]}), {"seconds": 0.0}
+
+    with pytest.raises(store.NonFiniteError, match="demo chunk 1"):
+        store.run_chunks(tmp_path, 3, compute, "demo", progress=False)
+    assert (tmp_path / "chunk_00000.json").exists() and not (tmp_path / "chunk_00001.csv").exists()
