@@ -1,7 +1,8 @@
 """The Hessian = feature-Gram identity (E4): the m leading eigenvalues of the exact Hessian of the
 training loss against those of its Gauss-Newton part ((2/m) Theta_S for MSE), at points trained on
-to exact MSE interpolation (on the line), at the zero-classification-error points as found (MSE
-Hessian), and for the cross-entropy Hessian there. Reads tables/identity_spectra.csv and
+to exact MSE interpolation (on the line; points whose Gauss-Newton iteration stopped short of the float32
+floor are left out and counted), at the zero-classification-error points as found (MSE Hessian), and for the
+cross-entropy Hessian there. Reads tables/identity_spectra.csv and
 tables/geometry_identity.csv."""
 import matplotlib.pyplot as plt
 import seaborn as sns
@@ -23,7 +24,8 @@ for ax, (state, loss, title) in zip(axes, PANELS):
     s = summary[(summary["state"] == state) & (summary["loss"] == loss)]
     ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="Gauss-Newton eigenvalue",
            ylabel="Hessian eigenvalue")
-    ax.set_title(f"{title}\nmax rel. error {s['max_rel_error'].max():.1e}\n"
+    left_out = f", {int(s['not_reached'].sum())} points short of it left out" if state == "interpolated" else ""
+    ax.set_title(f"{title}\nmax rel. error {s['max_rel_error'].max():.1e}{left_out}\n"
                  f"({int(neg.sum())} non-positive eigenvalues not shown)", fontsize=7)
 sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title=None)
 save(fig, out, "fig_identity")
