@@ -124,7 +124,9 @@ def basin_radii(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, positive
                 key: jax.Array, n_dirs: int, radii_G: jnp.ndarray, bisections: int = 20) -> jnp.ndarray:
     """Radius along each of n_dirs uniformly random unit directions u at which the training error
     first becomes non-zero: the first grid radius with an error, refined by bisection from the
-    last grid radius without one. Directions that stay at zero error up to radii_G[-1] give inf."""
+    last grid radius without one. Directions that stay at zero error up to radii_G[-1] give inf.
+    A point that itself misclassifies a training input lies outside the set: radius 0 in every
+    direction (not the bisection's small positive number), so log radii show it as -inf."""
     u_UxD = jax.random.normal(key, (n_dirs, theta_D.shape[0]))
     u_UxD = u_UxD / jnp.linalg.norm(u_UxD, axis=1, keepdims=True)
 
@@ -146,7 +148,8 @@ def basin_radii(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, positive
         lo, hi = jax.lax.fori_loop(0, bisections, bisect, (lo, hi))
         return jnp.where(jnp.all(fit_G), jnp.inf, 0.5 * (lo + hi))
 
-    return jax.vmap(radius)(u_UxD)
+    inside = fits(0.0, jnp.zeros_like(theta_D))
+    return jnp.where(inside, jax.vmap(radius)(u_UxD), 0.0)
 
 
 class Interpolation(NamedTuple):

@@ -195,6 +195,16 @@ def test_basin_radius_of_a_linear_classifier_is_its_first_margin_crossing():
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4)
 
 
+def test_basin_radius_of_a_point_with_training_errors_is_zero():
+    """Outside the zero-error set the radius is 0 in every direction, not a bisection artefact."""
+    net = build_network(NetworkConfig(widths=()), 5)
+    x = jnp.asarray(boolean_inputs(5)[:12], jnp.float32)
+    w = net.sample_one(jax.random.key(0))
+    positive = (net.apply_flat(w, x) > 0).at[0].set(~(net.apply_flat(w, x)[0] > 0))  # one label flipped
+    got = geometry.basin_radii(net, w, x, positive, jax.random.key(1), 16, jnp.geomspace(1e-3, 1e3, 32))
+    np.testing.assert_array_equal(got, 0.0)
+
+
 def test_point_measures_batch(small):
     net, x, _ = small
     train_idx = np.arange(6)
