@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ MCMC_INITS = ("rejection", "sgd")
 NNGP_EXACT = ("rejection", "ess")
 LOSSES = ("ce", "mse")
 PRNG_IMPLS = ("threefry2x32", "rbg")
+SEED_LIMIT = 2**32  # jax.random.key keeps the low 32 bits of a seed: larger ones would alias smaller ones
+NAME_LIMIT = 64  # experiment, setting and variant names become directory, file and macro names
 # SGD fields that only schedule the work: no run's result depends on them (tests/test_sgd.py), so
 # they are left out of the config hashes and changing them keeps earlier results valid.
 SGD_SCHEDULING = ("pool", "check_every")
@@ -225,6 +229,8 @@ def _coerce(type_name: str, value, where: str):
         ok = isinstance(value, want) or (want is float and isinstance(value, int))
         if isinstance(value, bool) or not ok:
             raise ConfigError(f"{where}: expected {type_name}, got {value!r}")
+        if want is float and not math.isfinite(value):  # TOML has inf and nan; no field means them
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return want(value)
     if type_name == "tuple[int, ...]":
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -250,11 +256,18 @@ def _check(cond: bool, where: str, message: str) -> None:
         raise ConfigError(f"{where}: {message}")
 
 
+def _check_name(name: str, where: str) -> None:
+    """A name usable in file, directory and macro names."""
+    _check(isinstance(name, str) and name.replace("_", "").isalnum() and name.isascii(), where,
+           f"use ASCII letters, digits and _, got {name!r}")
+    _check(len(name) <= NAME_LIMIT, where, f"at most {NAME_LIMIT} characters, got {len(name)}")
+
+
 def _check_names(names: list[str], where: str) -> list[str]:
     """Names of settings or variants: unique, and usable in file and macro names."""
     _check(len(set(names)) == len(names), where, f"names must be unique: {names}")
     for i, name in enumerate(names):
-        _check(name.replace("_", "").isalnum(), f"{where}[{i}].name", f"use letters, digits and _, got {name!r}")
+        _check_name(name, f"{where}[{i}].name")
     return names
 
 
@@ -271,7 +284,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     from study.tasks import TARGETS
 
     t, net, rej, sgd, an = cfg.task, cfg.network, cfg.rejection, cfg.sgd, cfg.analysis
-    _check(cfg.seed >= 0, "seed", "must be >= 0")
+    _check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must be in 0..2^32 - 1 (jax keys keep 32 bits), got {cfg.seed}")
     _check(1 <= t.n <= 12, "task.n", f"must be in 1..12, got {t.n}")
     _check(t.m >= 1, "task.m", f"must be >= 1, got {t.m}")
     _check(t.n_test >= 1, "task.n_test", f"must be >= 1, got {t.n_test}")
@@ -281,10 +294,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         digits = t.target[2:]
         _check(len(digits) == max(1, 2**t.n // 4), "task.target",
                f"hex truth table needs {max(1, 2**t.n // 4)} digits for n={t.n}, got {len(digits)}")
-        try:
-            int(digits, 16)
-        except ValueError:
-            raise ConfigError(f"task.target: {t.target!r} is not a hex number") from None
+        # int(x, 16) would also take "_" separators and a sign
+        _check(all(c in string.hexdigits for c in digits), "task.target", f"{t.target!r} is not a hex number")
+        _check(int(digits, 16) < 2 ** (2**t.n), "task.target",
+               f"{t.target!r} has more than the 2^n = {2**t.n} bits of a truth table for n={t.n}")
     else:
         _check(t.target in TARGETS, "task.target", f"unknown target {t.target!r}; known: {sorted(TARGETS)} or 0x<hex>")
     for i, w in enumerate(net.widths):
@@ -293,6 +306,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     _check(net.sigma_b >= 0, "network.sigma_b", f"must be >= 0, got {net.sigma_b}")
     if rej is not None:
         _check_chunks(rej.draws, rej.chunk_draws, rej.batch, "rejection", "draws")
+        # the noise floor compares the even chunks with the odd ones: two halves of equal size
+        _check((rej.draws // rej.chunk_draws) % 2 == 0, "rejection.draws", "must be an even number of "
+               f"rejection.chunk_draws (the noise floor's two halves), got {rej.draws // rej.chunk_draws} chunks")
         _check(rej.prng in PRNG_IMPLS, "rejection.prng", f"unknown PRNG {rej.prng!r}; known: {PRNG_IMPLS}")
     _check(sgd.runs >= 1, "sgd.runs", "must be >= 1")
     _check(sgd.chunk_runs >= 1 and sgd.runs % sgd.chunk_runs == 0, "sgd.chunk_runs",
@@ -318,6 +334,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         mc = cfg.mcmc
         for name in ("chains", "thin", "samples"):
             _check(getattr(mc, name) >= 1, f"mcmc.{name}", f"must be >= 1, got {getattr(mc, name)}")
+        # the chains form two independent groups by parity, the noise floor's two halves
+        _check(mc.chains % 2 == 0, "mcmc.chains", f"must be even (two groups of chains), got {mc.chains}")
         _check(mc.burn_in >= 0, "mcmc.burn_in", f"must be >= 0, got {mc.burn_in}")
         _check(mc.chunk_samples >= 1 and mc.samples % mc.chunk_samples == 0, "mcmc.chunk_samples",
                f"must divide mcmc.samples={mc.samples}, got {mc.chunk_samples}")
@@ -363,6 +381,8 @@ def validate_geometry(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
     _check(0 < g.radius_min < g.radius_max, "geometry.radius_max",
            f"need 0 < radius_min < radius_max, got {g.radius_min}, {g.radius_max}")
     known = {"bayes_rejection": cfg.rejection, "bayes_mcmc": cfg.mcmc}
+    _check(len(set(g.populations)) == len(g.populations), "geometry.populations",
+           f"each population at most once (a repeat would measure its points twice), got {list(g.populations)}")
     for i, pop in enumerate(g.populations):
         if pop in known:
             _check(known[pop] is not None, f"geometry.populations[{i}]", f"{pop} needs the config's "
@@ -394,7 +414,9 @@ def load(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     return from_dict(raw)
@@ -412,7 +434,7 @@ def from_dict(raw: dict) -> ExperimentConfig:
         if key in sections:
             kwargs[key] = _build(sections[key], value, key)
         elif key == "name":
-            _check(isinstance(value, str) and value.replace("_", "").isalnum(), "name", f"use letters, digits and _, got {value!r}")
+            _check_name(value, "name")
             kwargs[key] = value
         elif key == "seed":
             _check(isinstance(value, int) and not isinstance(value, bool), "seed", f"expected int, got {value!r}")

@@ -98,12 +98,19 @@ def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def atomic_write_npz(path: Path, **arrays) -> None:
-    """Arrays to an .npz file, written under a temporary name and renamed."""
+    """Arrays to an .npz file, written under a temporary name of its own (two writers never share
+    one) and renamed; the temporary file is removed on any error (a full disk, an interrupt)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.chmod(tmp, 0o666 & ~UMASK)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # a file object: np.savez adds no ".npz" to its name
+            np.savez(handle, **arrays)
+        os.chmod(tmp, 0o666 & ~UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_json(obj: dict, path: Path) -> None:

@@ -65,6 +65,24 @@ def test_every_shipped_config_loads(path):
     ({k: v for k, v in BASE.items() if k != "rejection"}, "rejection"),
     ({**BASE, "colour": "blue"}, "colour"),
     ({k: v for k, v in BASE.items() if k != "seed"}, "seed"),
+    # non-finite numbers (TOML writes them inf and nan), in every section that has floats
+    (with_("network", sigma_w=float("inf")), "network.sigma_w: must be a finite number"),
+    (with_("network", sigma_b=float("nan")), "network.sigma_b: must be a finite number"),
+    (with_("sgd", settings=[{"name": "a", "batch_size": 2, "lr": float("inf")}]), r"sgd.settings\[0\].lr: must be a finite"),
+    (with_("sgd", settings=[{"name": "a", "batch_size": 2, "weight_decay": float("inf")}]),
+     r"sgd.settings\[0\].weight_decay: must be a finite"),
+    (with_("geometry", radius_max=float("inf")), "geometry.radius_max: must be a finite"),
+    (with_("geometry", delta=float("inf")), "geometry.delta: must be a finite"),
+    ({**BASE, "seed": 2**32}, r"seed: must be in 0..2\^32 - 1"),  # would draw the numbers of seed 0
+    ({**BASE, "seed": -1}, "seed"),
+    ({**BASE, "name": "x" * 300}, "name: at most 64 characters"),
+    (with_("sgd", settings=[{"name": "é", "batch_size": 2}]), r"sgd.settings\[0\].name"),
+    (with_("task", target="0x" + "f" * 31 + "_"), "task.target: .* is not a hex number"),
+    (with_("task", target="0x-" + "f" * 31), "task.target: .* is not a hex number"),
+    (with_("task", n=1, m=1, n_test=1, target="0xf"), "task.target: .* more than the 2\\^n = 2 bits"),
+    (with_("rejection", draws=3 * 2**18), "rejection.draws: must be an even number"),
+    (with_("mcmc", chains=3), "mcmc.chains: must be even"),
+    (with_("geometry", populations=["a", "bayes_rejection", "a"]), "geometry.populations: each population at most once"),
 ])
 def test_bad_config_names_the_field(raw, field):
     with pytest.raises(ConfigError, match=field):
@@ -100,3 +118,9 @@ def test_cli_rejects_missing_and_malformed_files(tmp_path, capsys):
     (tmp_path / "x.toml").write_text("name = \n")
     assert cli.main(["check", "--config", str(tmp_path / "x.toml")]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_a_config_that_is_not_utf8_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "latin1.toml").write_bytes('name = "caf\u00e9"\nseed = 0\n'.encode("latin-1"))
+    assert cli.main(["check", "--config", str(tmp_path / "latin1.toml")]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err

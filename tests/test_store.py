@@ -41,3 +41,29 @@ def test_a_chunk_with_a_nan_is_not_written_and_the_stage_stops(tmp_path):
     with pytest.raises(store.NonFiniteError, match="demo chunk 1"):
         store.run_chunks(tmp_path, 3, compute, "demo", progress=False)
     assert (tmp_path / "chunk_00000.json").exists() and not (tmp_path / "chunk_00001.csv").exists()
+
+
+def test_npz_writes_are_atomic_with_unique_temporary_names(tmp_path, monkeypatch):
+    store.atomic_write_npz(tmp_path / "a.npz", x=np.arange(3))
+    with np.load(tmp_path / "a.npz") as f:
+        np.testing.assert_array_equal(f["x"], np.arange(3))
+    names = []
+    real_mkstemp = store.tempfile.mkstemp
+
+    def spy(**kw):
+        fd, name = real_mkstemp(**kw)
+        names.append(name)
+        return fd, name
+
+    monkeypatch.setattr(store.tempfile, "mkstemp", spy)
+    store.atomic_write_npz(tmp_path / "b.npz", x=np.zeros(2))
+    store.atomic_write_npz(tmp_path / "b.npz", x=np.ones(2))
+    assert len(set(names)) == 2  # one temporary name per write
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.np, "savez", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        store.atomic_write_npz(tmp_path / "c.npz", x=np.zeros(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz"]  # no temporary file left behind
