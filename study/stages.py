@@ -213,7 +213,8 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
 
     start = time.perf_counter()
     n_chunks = mc.samples // mc.chunk_samples
-    tables = run_chunks(directory, n_chunks, compute, "mcmc", progress)
+    tables = run_chunks(directory, n_chunks, compute, "mcmc", progress,
+                        chunk_files=lambda c: [directory / f"traces_{c:05d}.npz", state_file(c)])
     counts, stats = read_chunks(tables)
     traces = {}
     for c in range(n_chunks):

@@ -170,33 +170,84 @@ def claim_directory(directory: Path, stage: str, config_hash: str, description: 
         atomic_write_json({**ours, "description": description}, manifest)
 
 
+class CorruptChunkError(RuntimeError):
+    """A finished chunk's files no longer match the checksums recorded when they were written."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def chunk_problem(table: Path) -> str | None:
+    """Why a finished chunk cannot be used, or None. Its JSON records the SHA-256 of every file of
+    the chunk (the table and any files its compute wrote) and the table's row count; a file that
+    is missing, truncated, overwritten with garbage or from another run fails here."""
+    meta = table.with_suffix(".json")
+    try:
+        record = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"its record {meta.name} is unreadable ({type(err).__name__})"
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict) or table.name not in files:
+        return f"its record {meta.name} holds no checksums"
+    for name, digest in files.items():
+        path = table.parent / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path.read_bytes()) != digest:
+            return f"{name} does not match the checksum recorded when it was written (truncated or changed)"
+    return None
+
+
 def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd.DataFrame, dict]],
-               desc: str, progress: bool = True, allowed: Allowed | None = None) -> list[Path]:
+               desc: str, progress: bool = True, allowed: Allowed | None = None,
+               chunk_files: Callable[[int], list[Path]] = lambda c: []) -> list[Path]:
     """Compute the chunks not yet on disk, writing each as it finishes; return the chunk tables.
 
-    compute(c) returns the chunk's table and a dict of chunk statistics. The table is written
-    first and the statistics (chunk_NNNNN.json) last, so a chunk is complete iff its JSON exists.
-    A chunk table with a non-finite value outside `allowed` (check_finite) stops the stage before
-    it is written, so the failure shows at the chunk that made it.
+    compute(c) returns the chunk's table and a dict of chunk statistics; chunk_files(c) names the
+    other files compute(c) wrote that belong to the chunk (e.g. MCMC states). The table is written
+    first and the record (chunk_NNNNN.json: statistics, row count, SHA-256 of every file) last, so a
+    chunk is complete iff its record exists. A finished chunk whose files fail their checksums
+    (chunk_problem) is reported and computed again, never merged. A chunk table with a non-finite
+    value outside `allowed` (check_finite) stops the stage before it is written, so the failure
+    shows at the chunk that made it.
     """
     tables = [directory / f"chunk_{c:05d}.csv" for c in range(n_chunks)]
-    todo = [c for c, p in enumerate(tables) if not p.with_suffix(".json").exists()]
+    todo = []
+    for c, table in enumerate(tables):
+        if not table.with_suffix(".json").exists():
+            todo.append(c)
+        elif (problem := chunk_problem(table)) is not None:
+            print(f"warning: {desc} chunk {c} ({table}): {problem}; computing it again", file=sys.stderr)
+            table.with_suffix(".json").unlink()
+            todo.append(c)
     with tqdm(total=n_chunks, initial=n_chunks - len(todo), desc=desc, unit="chunk", disable=not progress,
               dynamic_ncols=True) as bar:
         for c in todo:
             table, stats = compute(c)
             check_finite(table, f"{desc} chunk {c}", allowed)
             atomic_write_csv(table, tables[c])
-            atomic_write_json({"chunk": c, **stats}, tables[c].with_suffix(".json"))
+            files = {f.name: _sha256(f.read_bytes()) for f in [tables[c], *chunk_files(c)]}
+            atomic_write_json({"chunk": c, **stats, "rows": len(table), "files": files}, tables[c].with_suffix(".json"))
             bar.update(1)
     return tables
 
 
 def read_chunks(tables: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All chunk tables concatenated, and one row of statistics per chunk."""
+    """All chunk tables concatenated (each verified against its record), and one row of
+    statistics per chunk."""
     missing = [p for p in tables if not p.with_suffix(".json").exists()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} chunk(s) missing, first {missing[0]}: run the stage to completion")
-    frame = pd.concat([pd.read_csv(p, dtype={"function": str}) for p in tables], ignore_index=True)
-    stats = pd.DataFrame([json.loads(p.with_suffix(".json").read_text()) for p in tables])
-    return frame, stats
+    frames, stats = [], []
+    for table in tables:
+        problem = chunk_problem(table)
+        record = json.loads(table.with_suffix(".json").read_text()) if problem is None else {}
+        frame = pd.read_csv(table, dtype={"function": str}) if problem is None else None
+        if problem is None and len(frame) != record["rows"]:
+            problem = f"it has {len(frame)} rows where {record['rows']} were written"
+        if problem is not None:
+            raise CorruptChunkError(f"{table}: {problem}; run the stage again to recompute it")
+        frames.append(frame)
+        stats.append({k: v for k, v in record.items() if k not in ("rows", "files")})
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(stats)

@@ -171,3 +171,24 @@ def test_results_from_other_code_are_refused(smoke, monkeypatch, capsys):
     monkeypatch.setattr(study.store, "code_hash", lambda stage: "0" * 12)
     assert cli.main(["train", "--config", str(SMOKE), "--results", str(smoke.parent), "--no-progress"]) == 2
     assert "different code" in capsys.readouterr().err
+
+
+def test_a_truncated_chunk_or_mcmc_state_is_recomputed_not_merged(tmp_path, capsys):
+    """A finished SGD chunk cut to half its size, and an MCMC chain-state file overwritten with
+    garbage: the rerun names them, computes them again, and ends with the undamaged tables."""
+    config = write_config(tmp_path / "damage.toml", name="damage",
+                          sgd={"runs": 4 * 64, "chunk_runs": 64, "pool": 32},
+                          mcmc={"chains": 16, "burn_in": 10, "thin": 2, "samples": 3 * 16, "chunk_samples": 16})
+    results, raw = tmp_path / "results", tmp_path / "results" / "damage" / "raw"
+    for stage in ("train", "mcmc"):
+        assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
+    clean = {t: (raw / t).read_bytes() for t in ("sgd_runs.csv", "mcmc_counts.csv")}
+    chunk = raw / "sgd" / "sgd_b2_ce" / "chunk_00002.csv"
+    chunk.write_bytes(chunk.read_bytes()[: len(chunk.read_bytes()) // 2])
+    (raw / "mcmc" / "state_00001.npz").write_bytes(b"\x00garbage")
+    capsys.readouterr()
+    for stage in ("train", "mcmc"):
+        assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "chunk 2" in err and "state_00001.npz does not match" in err
+    assert {t: (raw / t).read_bytes() for t in clean} == clean

@@ -67,3 +67,43 @@ def test_npz_writes_are_atomic_with_unique_temporary_names(tmp_path, monkeypatch
     with pytest.raises(OSError, match="No space"):
         store.atomic_write_npz(tmp_path / "c.npz", x=np.zeros(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz"]  # no temporary file left behind
+
+
+def counting_compute(calls, extra_dir=None):
+    def compute(c):
+        calls.append(c)
+        if extra_dir is not None:
+            store.atomic_write_npz(extra_dir / f"state_{c:05d}.npz", x=np.full(4, c))
+        return pd.DataFrame({"function": [f"{c:x}", "ff"], "count": [c + 1, 7]}), {"seconds": 0.5}
+    return compute
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage_rows", "binary", "empty", "record"])
+def test_a_damaged_chunk_is_reported_and_computed_again(tmp_path, capsys, damage):
+    calls = []
+    tables = store.run_chunks(tmp_path, 3, counting_compute(calls), "demo", progress=False)
+    clean, _ = store.read_chunks(tables)
+    target = tables[1] if damage != "record" else tables[1].with_suffix(".json")
+    data = target.read_bytes()
+    target.write_bytes({"truncate": data[: len(data) // 2], "garbage_rows": data + b"1,zz,5\n",
+                        "binary": bytes(range(256)), "empty": b"", "record": b"{not json"}[damage])
+    with pytest.raises(store.CorruptChunkError, match="chunk_00001"):
+        store.read_chunks(tables)  # never merged
+    calls.clear()
+    tables = store.run_chunks(tmp_path, 3, counting_compute(calls), "demo", progress=False)
+    assert calls == [1] and "demo chunk 1" in capsys.readouterr().err
+    again, stats = store.read_chunks(tables)
+    pd.testing.assert_frame_equal(again, clean)
+    assert list(stats.columns) == ["chunk", "seconds"]  # checksums and row counts stay in the records
+
+
+def test_a_chunk_file_written_by_compute_is_verified_too(tmp_path):
+    calls = []
+    files = lambda c: [tmp_path / f"state_{c:05d}.npz"]
+    store.run_chunks(tmp_path, 2, counting_compute(calls, tmp_path), "demo", progress=False, chunk_files=files)
+    (tmp_path / "state_00000.npz").write_bytes(b"garbage")
+    calls.clear()
+    store.run_chunks(tmp_path, 2, counting_compute(calls, tmp_path), "demo", progress=False, chunk_files=files)
+    assert calls == [0]
+    with np.load(tmp_path / "state_00000.npz") as f:
+        np.testing.assert_array_equal(f["x"], np.zeros(4))
