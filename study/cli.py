@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from study.config import ConfigError, load
-from study.store import CorruptChunkError, NonFiniteError, StaleResultsError
+from study.store import CorruptChunkError, NonFiniteError, StageBusyError, StaleResultsError
 
 # stage -> ("module:function", config section that enables it, raw subdirectory), in run order
 STAGES = {"sample": ("study.stages:run_rejection", "rejection", "rejection"),
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             module, function = STAGES[name][0].split(":")
             run_stage = getattr(importlib.import_module(module), function)
             out = run_stage(cfg, Path(args.results), progress=not args.no_progress)
-        except (StaleResultsError, NonFiniteError, CorruptChunkError, stages.StageError) as err:
+        except (StaleResultsError, StageBusyError, NonFiniteError, CorruptChunkError, stages.StageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"wrote {out}")

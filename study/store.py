@@ -7,6 +7,7 @@ same tables. A manifest records the config hash; a directory made by another con
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -154,9 +155,42 @@ def code_hash(stage: str) -> str:
     return digest.hexdigest()[:12]
 
 
+class StageBusyError(RuntimeError):
+    """Another process is writing the same stage directory."""
+
+
+_HELD_LOCKS: dict[Path, int] = {}  # stage directory -> descriptor of its lock file, held until exit
+
+
+def lock_directory(directory: Path) -> None:
+    """Hold an exclusive advisory lock (flock) on directory/.lock for the rest of this process, so that
+    only one process writes a stage's chunks at a time; a second one gets StageBusyError at once.
+    The kernel drops the lock when the process ends, however it ends (kill -9 included)."""
+    path = directory.resolve() / ".lock"
+    held = _HELD_LOCKS.get(path)
+    if held is not None:
+        try:
+            if os.fstat(held).st_ino == os.stat(path).st_ino:
+                return  # this process holds it already (a stage run twice in one process)
+        except FileNotFoundError:  # the directory was deleted (--fresh) since: lock the new one
+            pass
+        os.close(held)
+        del _HELD_LOCKS[path]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StageBusyError(f"another process is writing {directory} (its lock {path} is held): wait for it to "
+                             "finish, then rerun; finished chunks are kept") from None
+    _HELD_LOCKS[path] = fd
+
+
 def claim_directory(directory: Path, stage: str, config_hash: str, description: str) -> None:
-    """Create `directory` for a stage with this config and code, or check that it belongs to them."""
+    """Create `directory` for a stage with this config and code, or check that it belongs to them,
+    and lock it for this process (lock_directory)."""
     directory.mkdir(parents=True, exist_ok=True)
+    lock_directory(directory)
     manifest = directory / "manifest.json"
     ours = {"config_hash": config_hash, "code_hash": code_hash(stage)}
     if manifest.exists():

@@ -107,3 +107,23 @@ def test_a_chunk_file_written_by_compute_is_verified_too(tmp_path):
     assert calls == [0]
     with np.load(tmp_path / "state_00000.npz") as f:
         np.testing.assert_array_equal(f["x"], np.zeros(4))
+
+
+def test_a_second_process_cannot_write_a_locked_stage_directory(tmp_path):
+    """The lock is held by this process; another process trying the same directory is refused at
+    once with a message, and gets it once the holder has ended."""
+    import subprocess
+    import sys
+
+    store.lock_directory(tmp_path)
+    store.lock_directory(tmp_path)  # again in the same process: fine
+    probe = ("import sys; from pathlib import Path; from study import store\n"
+             "try:\n    store.lock_directory(Path(sys.argv[1]))\nexcept store.StageBusyError as e:\n"
+             "    print(e); sys.exit(3)\n")
+    run = lambda: subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True,
+                                 cwd=store.Path(store.__file__).parents[1])
+    other = run()
+    assert other.returncode == 3 and "another process is writing" in other.stdout
+    fd = store._HELD_LOCKS.pop((tmp_path / ".lock").resolve())
+    store.os.close(fd)  # as if this process had ended
+    assert run().returncode == 0
