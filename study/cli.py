@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import shutil
 import sys
 from pathlib import Path
@@ -16,6 +17,25 @@ STAGES = {"sample": ("study.stages:run_rejection", "rejection", "rejection"),
           "nngp": ("study.stages:run_nngp", "nngp", "nngp"),
           "geometry": ("study.geometry_stage:run_geometry", "geometry", "geometry"),
           "sweep": ("study.sweep:run_sweep", "sweep", "sweep")}
+
+
+OS_FAULTS = {errno.EROFS: "the file system is read-only", errno.ENOSPC: "no space left on the device",
+             errno.EDQUOT: "the disk quota is exceeded", errno.EACCES: "permission denied"}
+
+
+def fault_message(err: BaseException) -> str | None:
+    """One line for a fault of the machine rather than of the study (a full or read-only disk, no
+    memory, an interrupt), saying what to do; None for anything else (a bug: keep the traceback)."""
+    resume = "finished chunks are kept, so rerunning the same command resumes"
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted; {resume}"
+    if isinstance(err, OSError) and err.errno is not None:
+        what = OS_FAULTS.get(err.errno, err.strerror or str(err))
+        where = f" {err.filename}" if err.filename else ""
+        return f"cannot write{where}: {what}; free space or pick another --results directory; {resume}"
+    if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err):
+        return (f"out of memory ({type(err).__name__}); lower the config's batch, pool, chunk or chains sizes; {resume}")
+    return None
 
 
 def load_or_report(path: str):
@@ -37,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--fresh", action="store_true", help="delete this stage's earlier raw results first")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of a fault (disk, memory)")
     args = parser.parse_args(argv)
     cfg = load_or_report(args.config)
     if cfg is None:
@@ -65,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         except (StaleResultsError, StageBusyError, NonFiniteError, CorruptChunkError, stages.StageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except (Exception, KeyboardInterrupt) as err:
+            message = fault_message(err)
+            if message is None or args.debug:
+                raise
+            print(f"error: stage {name}: {message} (--debug shows the traceback)", file=sys.stderr)
+            return 130 if isinstance(err, KeyboardInterrupt) else 1
         print(f"wrote {out}")
     if args.stage == "run":
         stages.write_done(cfg, Path(args.results), todo)

@@ -124,3 +124,27 @@ def test_a_config_that_is_not_utf8_is_named_as_such(tmp_path, capsys):
     (tmp_path / "latin1.toml").write_bytes('name = "caf\u00e9"\nseed = 0\n'.encode("latin-1"))
     assert cli.main(["check", "--config", str(tmp_path / "latin1.toml")]) == 2
     assert "not UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_full_disk_ends_in_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    """The CLI's fault path: an OSError (ENOSPC) from a write is one line naming the file and what
+    to do, exit 1, no traceback; with --debug the exception itself propagates."""
+    import errno
+
+    from study import store
+
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\nseed = 0\n[task]\nm = 10\nn_test = 4\n[rejection]\n'
+                      '[sgd]\nruns = 8\nchunk_runs = 8\npool = 8\nmax_steps = 50\n'
+                      '[[sgd.settings]]\nname = "a"\nbatch_size = 2\n')
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "atomic_write_text", full)
+    args = ["train", "--config", str(config), "--results", str(tmp_path / "r"), "--no-progress"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "no space left on the device" in err and "manifest.json" in err and "Traceback" not in err
+    with pytest.raises(OSError):
+        cli.main(args + ["--debug"])
