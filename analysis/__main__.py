@@ -46,7 +46,7 @@ def build(cfg, results: Path) -> Path:
     runs_sum = tables.runs_summary(runs, raw["sgd_chunks"])
     coverage = tables.coverage_table(joint, cfg.analysis.count_threshold)
     out = {"functions": functions, "joint": joint, "agreement": agreement, "runs_summary": runs_sum,
-           "coverage": coverage}
+           "coverage": coverage, "timings": tables.timing_table(raw)}
     if cfg.rejection is not None:
         out["sampler_summary"] = tables.sampler_summary(raw["rejection_chunks"], estimators[tables.BAYES])
     if cfg.mcmc is not None:
@@ -87,6 +87,9 @@ def build(cfg, results: Path) -> Path:
     if "estimators" in out:
         atomic_write_text(results / cfg.name / "estimators_table.tex", latex.estimators_table(out["estimators"]))
         macros |= latex.estimator_macros(out["estimators"], agreement)
+    # costs in their own file, written first: macros.tex (written last) stands for the tables in make
+    atomic_write_text(results / cfg.name / "timing_macros.tex",
+                      render({prefix + k: v for k, v in timing_macros(out["timings"]).items()}))
     atomic_write_text(results / cfg.name / "macros.tex", render({prefix + k: v for k, v in macros.items()}))
     return out_dir
 
@@ -99,7 +102,6 @@ def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFra
     fn["in_accessibility"] = geometry.in_accessibility(fn, an.count_threshold, an.geometry_min_points)
     m = cfg.task.m
     spectra = raw["geometry_identity"]
-    points, seconds = int(raw["geometry_chunks"]["points"].sum()), float(raw["geometry_chunks"]["seconds"].sum())
     return {"geometry_identity": geometry.identity_summary(spectra, m),
             "identity_spectra": spectra[(spectra["index"] < m + 5) & spectra["reached"].astype(bool)].drop(
                 columns=["config_hash", "seed"]),
@@ -112,8 +114,7 @@ def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFra
             "accessibility": geometry.accessibility(fn, an.count_threshold, an.geometry_min_points, rng,
                                                     an.bootstrap, an.confidence),
             "geometry_cost": pd.DataFrame([{
-                "points": points, "seconds": seconds, "seconds_per_point": seconds / points,
-                "n_params": int(geom["n_params"].iat[0])}])}
+                "points": int(raw["geometry_chunks"]["points"].sum()), "n_params": int(geom["n_params"].iat[0])}])}
 
 
 def macro_prefix(cfg) -> str:
@@ -133,28 +134,24 @@ def paper_macros(cfg, out: dict) -> dict:
     if "sampler_summary" in out:
         s = out["sampler_summary"].iloc[0]
         m |= {"RejDraws": int(s["draws"]), "RejAccepted": int(s["accepted"]), "RejAcceptance": float(s["acceptance"]),
-              "RejDistinct": int(s["distinct_functions"]), "RejDrawsPerSecond": int(round(s["draws_per_second"])),
-              "RejMinutes": float(s["seconds"] / 60)}
+              "RejDistinct": int(s["distinct_functions"])}
     if "mcmc_summary" in out:
         s = out["mcmc_summary"].iloc[0]
         m |= {"McmcChains": int(s["chains"]), "McmcSamples": int(s["samples"]), "McmcThin": int(s["thin"]),
               "McmcBurnIn": int(s["burn_in"]), "McmcDistinct": int(s["distinct_functions"]),
               "McmcRhatMin": float(s["r_hat_min"]), "McmcRhatMax": float(s["r_hat_max"]),
-              "McmcEssMin": float(s["ess_min"]), "McmcInit": s["init"].replace("_", r"\_"),
-              "McmcSamplesPerSecond": int(round(s["samples_per_second"]))}
+              "McmcEssMin": float(s["ess_min"]), "McmcInit": s["init"].replace("_", r"\_")}
     if "nngp_summary" in out:
         s = out["nngp_summary"].iloc[0]
         m |= {"NngpLogPSEp": float(s["log_p_s_ep"]), "NngpLogPSExact": float(s["log_p_s_exact"]),
               "NngpEpFunctions": int(s["ep_functions"]), "NngpEpFailed": int(s["ep_failed"]),
               "NngpEpSum": float(s["ep_probability_sum"]),
-              "NngpEpMsPerFunction": float(1e3 * s["ep_seconds_per_function"]),
               "NngpExactAccepted": int(s["exact_samples"]),
               "NngpExactRhatMax": float(s.get("exact_r_hat_max", float("nan")))}
     for r in runs_sum.itertuples():
         k = lambda *p: macro_name(r.setting, *p)
         m |= {k("Runs"): int(r.runs), k("Fitted"): int(r.fitted), k("NotFitted"): int(r.not_fitted),
-              k("MeanSteps"): float(r.mean_steps), k("Distinct"): int(r.distinct_functions),
-              k("RunsPerSecond"): int(round(r.runs_per_second)), k("Lr"): float(r.lr)}
+              k("MeanSteps"): float(r.mean_steps), k("Distinct"): int(r.distinct_functions), k("Lr"): float(r.lr)}
     m["SgdTotalRuns"] = int(runs_sum["runs"].sum())
     m["SgdTotalNotFitted"] = int(runs_sum["not_fitted"].sum())
     for r in agreement.itertuples():
@@ -169,6 +166,24 @@ def paper_macros(cfg, out: dict) -> dict:
         m[macro_name(r.setting, "Decades")] = float(r.decades_bayes)
     m["MinInBoth"] = int(coverage["functions_in_both"].min())
     m["MinDecades"] = float(coverage["decades_bayes"].min())
+    return m
+
+
+def timing_macros(timings: pd.DataFrame) -> dict:
+    """The paper's cost figures (timing_macros.tex), apart from its results (macros.tex): they
+    change from run to run and machine to machine."""
+    m = {}
+    for r in timings.itertuples():
+        if r.stage == "sgd":
+            m[macro_name(r.item, "RunsPerSecond")] = int(round(r.rate))
+        elif r.stage == "rejection":
+            m |= {"RejDrawsPerSecond": int(round(r.rate)), "RejMinutes": float(r.seconds / 60)}
+        elif r.stage == "mcmc":
+            m["McmcSamplesPerSecond"] = int(round(r.rate))
+        elif r.stage == "nngp_ep":
+            m["NngpEpMsPerFunction"] = float(1e3 / r.rate)
+        elif r.stage == "geometry":
+            m["GeoMsPerPoint"] = float(1e3 / r.rate)
     return m
 
 

@@ -225,8 +225,7 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
         m[macro_name("Access", r.setting, "Functions")] = int(r.functions)
     m |= summary_macros(out)
     cost = out["geometry_cost"].iloc[0]
-    m |= {"GeoPoints": int(cost["points"]), "GeoMsPerPoint": float(1e3 * cost["seconds_per_point"]),
-          "GeoNParams": int(cost["n_params"])}
+    m |= {"GeoPoints": int(cost["points"]), "GeoNParams": int(cost["n_params"])}
     return m
 
 

@@ -183,19 +183,16 @@ def runs_summary(runs: pd.DataFrame, chunk_stats: pd.DataFrame) -> pd.DataFrame:
                      "mean_steps": float(fitted["steps"].mean()) if len(fitted) else np.nan,
                      "median_steps": float(fitted["steps"].median()) if len(fitted) else np.nan,
                      "distinct_functions": int(fitted["function"].nunique()),
-                     "seconds": float(c["seconds"].sum()), "runs_per_second": len(g) / float(c["seconds"].sum()),
-                     "useful_gflops": float(c["useful_flops"].sum() / c["seconds"].sum() / 1e9),
+                     "total_steps": int(c["total_steps"].sum()),
                      "config_hash": g["config_hash"].iat[0], "seed": int(g["seed"].iat[0])})
     return pd.DataFrame(rows)
 
 
 def sampler_summary(chunk_stats: pd.DataFrame, raw_bayes: pd.DataFrame) -> pd.DataFrame:
-    draws, accepted, seconds = (int(chunk_stats["draws"].sum()), int(chunk_stats["accepted"].sum()),
-                                float(chunk_stats["seconds"].sum()))
+    draws, accepted = int(chunk_stats["draws"].sum()), int(chunk_stats["accepted"].sum())
     return pd.DataFrame([{"population": BAYES, "draws": draws, "accepted": accepted,
                           "acceptance": accepted / draws, "distinct_functions": raw_bayes["function"].nunique(),
-                          "chunks": len(chunk_stats), "seconds": seconds, "draws_per_second": draws / seconds,
-                          "useful_gflops": float(chunk_stats["useful_flops"].sum()) / seconds / 1e9,
+                          "chunks": len(chunk_stats),
                           "config_hash": chunk_stats["config_hash"].iat[0], "seed": int(chunk_stats["seed"].iat[0])}])
 
 
@@ -203,12 +200,11 @@ def mcmc_summary(chunk_stats: pd.DataFrame, diagnostics: pd.DataFrame, raw: pd.D
     """One row: chains, kept samples, speed, and the range of split R-hat / ESS over the traced
     posterior summaries (the ESS proposal count is a cost, not a summary of the posterior)."""
     d = diagnostics[diagnostics["summary"] != "proposals"]
-    samples, seconds = int(chunk_stats["samples"].sum()), float(chunk_stats["seconds"].sum())
+    samples = int(chunk_stats["samples"].sum())
     first = chunk_stats.iloc[0]
     return pd.DataFrame([{"population": "bayes_mcmc", "chains": int(first["chains"]), "samples": samples,
                           "thin": int(first["thin"]), "burn_in": int(first["burn_in"]), "init": first["init"],
-                          "distinct_functions": raw["function"].nunique(), "seconds": seconds,
-                          "samples_per_second": samples / seconds,
+                          "distinct_functions": raw["function"].nunique(),
                           "r_hat_min": float(d["r_hat"].min()), "r_hat_max": float(d["r_hat"].max()),
                           "ess_min": float(d["ess"].min()), "ess_max": float(d["ess"].max()),
                           "config_hash": first["config_hash"], "seed": int(first["seed"])}])
@@ -248,4 +244,40 @@ def read_raw(raw_dir: Path, cfg: ExperimentConfig) -> dict:
         out["geometry_chunks"] = read("geometry_chunks.csv")
     if cfg.sweep is not None:
         out["sweep"] = read("sweep.csv")
+    # wall-clock columns, split off by the stages (study.store.write_raw_table): costs, not results
+    out["timings"] = {name: read(f"{name}_timings.csv") for name in TIMED if name in out}
     return out
+
+
+TIMED = ("sgd_chunks", "rejection_chunks", "mcmc_chunks", "nngp_summary", "geometry_chunks")
+
+
+def timing_table(raw: dict) -> pd.DataFrame:
+    """Costs, kept apart from the results (they differ in every run): one row per stage (and SGD
+    setting) with its work, wall-clock seconds, rate and, where counted, useful GFLOP/s."""
+    t = raw["timings"]
+    rows = []
+
+    def row(stage, item, work, unit, seconds, flops=np.nan):
+        rows.append({"stage": stage, "item": item, "work": work, "unit": unit, "seconds": seconds,
+                     "rate": work / seconds, "useful_gflops": flops / seconds / 1e9})
+
+    chunks = raw["sgd_chunks"].merge(t["sgd_chunks"], on=["setting", "chunk"])
+    for setting, c in chunks.groupby("setting", sort=False):
+        row("sgd", setting, int(c["runs"].sum()), "runs", float(c["seconds"].sum()), float(c["useful_flops"].sum()))
+    if "rejection_chunks" in t:
+        c = raw["rejection_chunks"]
+        row("rejection", BAYES, int(c["draws"].sum()), "draws", float(t["rejection_chunks"]["seconds"].sum()),
+            float(c["useful_flops"].sum()))
+    if "mcmc_chunks" in t:
+        row("mcmc", "bayes_mcmc", int(raw["mcmc_chunks"]["samples"].sum()), "samples",
+            float(t["mcmc_chunks"]["seconds"].sum()))
+    if "nngp_summary" in t:
+        s, ts = raw["nngp_summary"].iloc[0], t["nngp_summary"].iloc[0]
+        row("nngp_exact", s["exact_method"], int(s["exact_samples"]), "samples", float(ts["exact_seconds"]))
+        row("nngp_ep", "ep", int(s["ep_functions"]), "functions",
+            float(ts["ep_seconds_per_function"]) * max(1, int(s["ep_functions"])))
+    if "geometry_chunks" in t:
+        row("geometry", "points", int(raw["geometry_chunks"]["points"].sum()), "points",
+            float(t["geometry_chunks"]["seconds"].sum()))
+    return pd.DataFrame(rows)

@@ -75,9 +75,27 @@ def check_finite(frame: pd.DataFrame, what: str, allowed: Allowed | None = None)
 
 
 def write_raw_table(frame: pd.DataFrame, path: Path, allowed: Allowed | None = None) -> None:
-    """A stage's raw table, written atomically after check_finite."""
+    """A stage's raw table, written atomically after check_finite. Wall-clock columns (is_timing)
+    go to <stem>_timings.csv beside it, with the table's key columns (setting, chunk), so that the
+    table itself is byte-identical in every run of the same config and seed."""
+    timing = [c for c in frame.columns if is_timing(c)]
     check_finite(frame, str(path), allowed)
-    atomic_write_csv(frame, path)
+    if timing:
+        keys = [c for c in TIMING_KEYS if c in frame.columns]
+        atomic_write_csv(frame[keys + timing], timing_path(path))
+    atomic_write_csv(frame.drop(columns=timing), path)
+
+
+TIMING_KEYS = ("setting", "chunk")
+
+
+def is_timing(column: str) -> bool:
+    """Columns that hold wall-clock time (or rates made from it): different in every run."""
+    return column == "seconds" or column.endswith(("_seconds", "_per_second", "_per_function"))
+
+
+def timing_path(table: Path) -> Path:
+    return Path(table).with_name(f"{Path(table).stem}_timings.csv")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
