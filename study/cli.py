@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from study.config import ConfigError, load
+from study.config import ConfigError, check_memory, load
 from study.store import CorruptChunkError, NonFiniteError, StageBusyError, StaleResultsError
 
 # stage -> ("module:function", config section that enables it, raw subdirectory), in run order
@@ -62,19 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_or_report(args.config)
     if cfg is None:
         return 2
+    import importlib
+
+    from study import devices, stages  # heavy imports (jax, neural-tangents) only after the config is valid
+
+    enabled = [name for name, (_, section, _) in STAGES.items() if getattr(cfg, section) is not None]
+    todo = enabled if args.stage in ("run", "check") else [args.stage]
+    if args.stage not in enabled and args.stage not in ("run", "check"):
+        print(f"error: {args.config} has no [{STAGES[args.stage][1]}] section, so no {args.stage} stage", file=sys.stderr)
+        return 2
+    try:  # before any work or file: sizes this device cannot hold
+        check_memory(cfg, devices.device_memory_bytes(), sections={STAGES[name][1] for name in todo})
+    except ConfigError as err:
+        print(f"error: bad config {args.config}: {err}", file=sys.stderr)
+        return 2
     if args.stage == "check":
         print(f"{args.config}: ok ({cfg.name}, seed {cfg.seed})")
         return 0
-
-    import importlib
-
-    from study import stages  # heavy imports (jax, neural-tangents) only after the config is valid
-
-    enabled = [name for name, (_, section, _) in STAGES.items() if getattr(cfg, section) is not None]
-    todo = enabled if args.stage == "run" else [args.stage]
-    if args.stage not in enabled and args.stage != "run":
-        print(f"error: {args.config} has no [{STAGES[args.stage][1]}] section, so no {args.stage} stage", file=sys.stderr)
-        return 2
     raw = stages.raw_dir(cfg, Path(args.results))
     for name in todo:
         if args.fresh:

@@ -28,3 +28,13 @@ def use_every_core(count: int | None = None) -> None:
         jax.config.update("jax_num_cpu_devices", count or host_cores())
     except RuntimeError:  # backends already initialised
         pass
+
+
+def device_memory_bytes() -> int:
+    """Memory of the first device: an accelerator's own, as XLA reports it, else the host's RAM
+    (the CPU backend's arrays live there)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
