@@ -27,7 +27,7 @@ from study.config import ExperimentConfig
 from study.encoding import pack_signs, words_to_hex
 from study.network import Network
 from study.stages import StageError, first_sgd_solutions, open_stage, raw_dir, setup
-from study.store import atomic_write_npz, read_chunks, run_chunks, write_raw_table, write_sidecar
+from study.store import cached_npz, read_chunks, run_chunks, write_raw_table, write_sidecar
 from study.tasks import Task
 
 GEOMETRY_STREAM = 5
@@ -94,11 +94,8 @@ def run_geometry(cfg: ExperimentConfig, results: Path, progress: bool = True) ->
     pops = populations(cfg)
     points = {}
     for i, pop in enumerate(pops):
-        path = directory / f"points_{pop}.npz"
-        if not path.exists():
-            atomic_write_npz(path, **collect_points(cfg, results, task, net, pop, jax.random.fold_in(key, i)))
-        with np.load(path) as f:
-            points[pop] = {k: f[k] for k in f.files}
+        points[pop] = cached_npz(directory / f"points_{pop}.npz",
+                                 lambda: collect_points(cfg, results, task, net, pop, jax.random.fold_in(key, i)))
         if len(points[pop]["theta_PxD"]) == 0:
             raise StageError(f"geometry: population {pop} has no zero-error points among its first {gc.points}")
     index = pd.DataFrame([(pop, p) for pop in pops for p in range(len(points[pop]["theta_PxD"]))],

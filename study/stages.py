@@ -17,8 +17,8 @@ from study import mcmc, rejection, sgd
 from study.config import ExperimentConfig
 from study.encoding import bits_to_hex, words_to_hex
 from study.network import Network, build_network
-from study.store import (EVERY_ROW, atomic_write_json, atomic_write_npz, claim_directory, read_chunks, run_chunks,
-                         write_raw_table, write_sidecar)
+from study.store import (EVERY_ROW, atomic_write_json, atomic_write_npz, cached_npz, claim_directory, read_chunks,
+                         run_chunks, write_raw_table, write_sidecar)
 from study.tasks import Task, make_task
 
 REJECTION_STREAM, SGD_STREAM, MCMC_STREAM, NNGP_STREAM = 1, 2, 3, 4
@@ -172,12 +172,12 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     task, net = setup(cfg)
     mc = cfg.mcmc
     directory, config_hash, key = open_stage(cfg, results, "mcmc", MCMC_STREAM, "MCMC chunks")
-    init_file = directory / "init.npz"
-    if not init_file.exists():
+    def make_init():
         theta0, source = mcmc_init(cfg, task, net, jax.random.fold_in(key, 0))
-        atomic_write_npz(init_file, theta_CxD=theta0, source=np.array(source))
-    with np.load(init_file) as f:
-        theta0, source = f["theta_CxD"], str(f["source"])
+        return {"theta_CxD": theta0, "source": np.array(source)}
+
+    init = cached_npz(directory / "init.npz", make_init)
+    theta0, source = init["theta_CxD"], str(init["source"])
     groups = [theta0[0::2], theta0[1::2]]
     group_keys = [jax.random.fold_in(jax.random.fold_in(key, 1), g) for g in range(2)]
     per_call = math.gcd(mc.chunk_samples, 64)

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Mapping
@@ -130,6 +131,25 @@ def atomic_write_npz(path: Path, **arrays) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cached_npz(path: Path, make: Callable[[], dict]) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file that is a deterministic function of the config (chain starts, a
+    population's points): made by make() and written when missing, and made again, with a warning,
+    when the file is unreadable (truncated, garbage), so a damaged file costs a recomputation, not
+    a traceback."""
+    path = Path(path)
+    for attempt in range(2):
+        if path.exists():
+            try:
+                with np.load(path) as f:
+                    return {k: f[k] for k in f.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                if attempt:
+                    raise
+                print(f"warning: {path} is unreadable ({type(err).__name__}); making it again", file=sys.stderr)
+        atomic_write_npz(path, **make())
+    raise AssertionError("unreachable")
 
 
 def atomic_write_json(obj: dict, path: Path) -> None:

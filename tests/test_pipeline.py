@@ -187,8 +187,9 @@ def test_results_from_other_code_are_refused(smoke, monkeypatch, capsys):
 
 
 def test_a_truncated_chunk_or_mcmc_state_is_recomputed_not_merged(tmp_path, capsys):
-    """A finished SGD chunk cut to half its size, and an MCMC chain-state file overwritten with
-    garbage: the rerun names them, computes them again, and ends with the undamaged tables."""
+    """A finished SGD chunk cut to half its size, an MCMC chain-state file overwritten with garbage
+    and the chains' truncated starting points: the rerun names them, computes them again, and ends
+    with the undamaged tables."""
     config = write_config(tmp_path / "damage.toml", name="damage",
                           sgd={"runs": 4 * 64, "chunk_runs": 64, "pool": 32},
                           mcmc={"chains": 16, "burn_in": 10, "thin": 2, "samples": 3 * 16, "chunk_samples": 16})
@@ -199,9 +200,10 @@ def test_a_truncated_chunk_or_mcmc_state_is_recomputed_not_merged(tmp_path, caps
     chunk = raw / "sgd" / "sgd_b2_ce" / "chunk_00002.csv"
     chunk.write_bytes(chunk.read_bytes()[: len(chunk.read_bytes()) // 2])
     (raw / "mcmc" / "state_00001.npz").write_bytes(b"\x00garbage")
+    (raw / "mcmc" / "init.npz").write_bytes((raw / "mcmc" / "init.npz").read_bytes()[:100])
     capsys.readouterr()
     for stage in ("train", "mcmc"):
         assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert "chunk 2" in err and "state_00001.npz does not match" in err
+    assert "chunk 2" in err and "state_00001.npz does not match" in err and "init.npz is unreadable" in err
     assert {t: (raw / t).read_bytes() for t in clean} == clean
