@@ -7,7 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from study.config import ConfigError, check_memory, load
+from study.config import ConfigError, load
+from study.memory import check_memory
 from study.store import CorruptChunkError, NonFiniteError, StageBusyError, StaleResultsError
 
 # stage -> ("module:function", config section that enables it, raw subdirectory), in run order
@@ -32,7 +33,7 @@ def fault_message(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.errno is not None:
         what = OS_FAULTS.get(err.errno, err.strerror or str(err))
         where = f" {err.filename}" if err.filename else ""
-        return f"cannot write{where}: {what}; free space or pick another --results directory; {resume}"
+        return f"file system error at{where}: {what}; free space or pick another --results directory; {resume}"
     if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err):
         return (f"out of memory ({type(err).__name__}); lower the config's batch, pool, chunk or chains sizes; {resume}")
     return None

@@ -148,22 +148,3 @@ def test_a_full_disk_ends_in_one_line_and_debug_shows_the_traceback(tmp_path, ca
     assert "no space left on the device" in err and "manifest.json" in err and "Traceback" not in err
     with pytest.raises(OSError):
         cli.main(args + ["--debug"])
-
-
-@pytest.mark.parametrize("section, values, field", [
-    ("network", "widths = [40, 1_000_000_000]", "network.widths"),
-    ("rejection", "draws = 2_000_000_000_000\nchunk_draws = 1_000_000_000_000\nbatch = 1_000_000_000_000", "rejection.batch"),
-    ("sgd", 'runs = 1_000_000_000_000\nchunk_runs = 1_000_000_000_000\npool = 1_000_000_000_000\n'
-            '[[sgd.settings]]\nname = "a"\nbatch_size = 2', "sgd.chunk_runs"),
-])
-def test_sizes_that_cannot_fit_in_memory_are_refused_before_any_work(tmp_path, capsys, section, values, field):
-    sections = {"network": "", "rejection": "", "sgd": 'runs = 8\nchunk_runs = 8\n[[sgd.settings]]\nname = "a"\nbatch_size = 2'}
-    sections[section] = values
-    text = 'name = "big"\nseed = 0\n[task]\nm = 10\nn_test = 4\n' + "".join(f"[{k}]\n{v}\n" for k, v in sections.items())
-    (tmp_path / "big.toml").write_text(text)
-    results = tmp_path / "results"
-    for stage in ("check", "run"):
-        assert cli.main([stage, "--config", str(tmp_path / "big.toml"), "--results", str(results)]) == 2
-        err = capsys.readouterr().err
-        assert "GiB of memory at once" in err and field in err
-    assert not results.exists()  # nothing written
