@@ -127,6 +127,15 @@ def test_lanczos_top_reports_a_krylov_space_that_runs_out(spectrum):
     assert not right  # on this case matfree's answer is wrong, so the check is exercised
 
 
+def test_a_hessian_product_that_returns_nan_is_reported_not_used():
+    """A broken operator (NaN products): Lanczos says it did not converge and Hutchinson's trace is
+    not finite, which make_point_measures folds into hess_<loss>_converged = False."""
+    broken = lambda v: jnp.full_like(v, jnp.nan)
+    assert not bool(geometry.lanczos_top(broken, jax.random.key(0), 20, 3, 10).converged)
+    mean, se = geometry.hutchinson_trace(broken, jax.random.key(1), 20, 8)
+    assert not np.isfinite(float(mean))
+
+
 def test_lanczos_top_on_a_full_spectrum_converges():
     d = jnp.linspace(1.0, 10.0, 50) ** 3
     top = geometry.lanczos_top(lambda v: d * v, jax.random.key(0), 50, 3, 30)

@@ -124,6 +124,12 @@ def test_init_checks():
     theta[[1, 3]] *= -1  # these two call input 7 negative
     with pytest.raises(ValueError, match="2 of 5 initial states"):
         mcmc.run_chains(net, half, jax.random.key(0), theta, n_keep=4)
+    # A run continued from states outside the zero-error set (a damaged state file) would loop for
+    # ever in blackjax's slice loop, which has no cap: it is refused like a bad start.
+    good = mcmc.run_chains(net, half, jax.random.key(0), np.abs(theta), n_keep=4)
+    damaged = mcmc.ChainRun(**{**vars(good), "u_CxD": -np.abs(good.u_CxD)})
+    with pytest.raises(ValueError, match="5 of 5 initial states"):
+        mcmc.run_chains(net, half, jax.random.key(0), damaged, n_keep=4)
 
 
 def test_diagnostics_on_mixed_and_stuck_chains(tiny):
