@@ -7,6 +7,7 @@ same tables. A manifest records the config hash; a directory made by another con
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
 import json
@@ -183,13 +184,28 @@ def write_sidecar(table_path: Path, **extra) -> None:
     atomic_write_json(provenance(**extra), Path(table_path).with_suffix(".json"))
 
 
+def code_fingerprint(source: str) -> str:
+    """The code of a module without its prose: the dump of its syntax tree with every docstring
+    removed (comments never reach the tree). Editing a comment or docstring keeps it; any change
+    to what runs, names and literals included, changes it."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
 def code_hash(stage: str) -> str:
     """Hash of the modules whose code decides a stage's raw results, so that chunks computed by
-    other code are never silently mixed with new ones on resume."""
+    other code are never silently mixed with new ones on resume; comments and docstrings do not
+    count (code_fingerprint)."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in STAGE_MODULES[stage]:
-        digest.update((here / name).read_bytes())
+        digest.update(code_fingerprint((here / name).read_text()).encode())
     return digest.hexdigest()[:12]
 
 

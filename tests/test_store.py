@@ -127,3 +127,32 @@ def test_a_second_process_cannot_write_a_locked_stage_directory(tmp_path):
     fd = store._HELD_LOCKS.pop((tmp_path / ".lock").resolve())
     store.os.close(fd)  # as if this process had ended
     assert run().returncode == 0
+
+
+def test_code_fingerprint_ignores_prose_and_sees_code():
+    """A docstring or comment edit keeps a stage's code hash; a change to what runs changes it."""
+    source = '''"""Module doc."""
+import math
+
+
+def f(x):
+    """Doc of f."""
+    # a comment
+    return math.sqrt(x) + 1  # trailing comment
+
+
+class C:
+    """Doc of C."""
+
+    def g(self):
+        return "not a docstring", 2
+'''
+    base = store.code_fingerprint(source)
+    prose = source.replace("Module doc.", "Another text.").replace("Doc of f.", "Longer\n    doc.").replace(
+        "# a comment", "# another comment").replace("Doc of C.", "")
+    assert store.code_fingerprint(prose) == base
+    for code in (source.replace("+ 1", "+ 2"), source.replace("math.sqrt", "math.exp"),
+                 source.replace('"not a docstring"', '"changed"'), source.replace("def g", "def h")):
+        assert store.code_fingerprint(code) != base
+    # every stage's hash is computed from the real modules
+    assert all(len(store.code_hash(stage)) == 12 for stage in store.STAGE_MODULES)
