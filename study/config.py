@@ -357,6 +357,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                    f"must be a positive multiple of nngp.chains={ng.chains}, got {ng.chunk_draws}")
             _check(ng.draws >= 1 and ng.draws % ng.chunk_draws == 0, "nngp.draws",
                    f"must be a positive multiple of nngp.chunk_draws={ng.chunk_draws}, got {ng.draws}")
+        # the exact sampler's noise floor compares its even chunks with its odd ones
+        _check((ng.draws // ng.chunk_draws) % 2 == 0, "nngp.draws", "must be an even number of nngp.chunk_draws "
+               f"(the noise floor's two halves), got {ng.draws // ng.chunk_draws} chunks")
     if cfg.geometry is not None:
         validate_geometry(cfg, names)
     if cfg.sweep is not None:

@@ -82,6 +82,7 @@ def test_every_shipped_config_loads(path):
     (with_("task", n=1, m=1, n_test=1, target="0xf"), "task.target: .* more than the 2\\^n = 2 bits"),
     (with_("rejection", draws=3 * 2**18), "rejection.draws: must be an even number"),
     (with_("mcmc", chains=3), "mcmc.chains: must be even"),
+    (with_("nngp", draws=3 * 2**22, chunk_draws=2**22), "nngp.draws: must be an even number"),
     (with_("geometry", populations=["a", "bayes_rejection", "a"]), "geometry.populations: each population at most once"),
 ])
 def test_bad_config_names_the_field(raw, field):
