@@ -2,7 +2,6 @@
 populations, agreement statistics against the Bayes-vs-Bayes noise floor, run summaries."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
