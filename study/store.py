@@ -266,25 +266,26 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def chunk_problem(table: Path) -> str | None:
-    """Why a finished chunk cannot be used, or None. Its JSON records the SHA-256 of every file of
-    the chunk (the table and any files its compute wrote) and the table's row count; a file that
-    is missing, truncated, overwritten with garbage or from another run fails here."""
+def chunk_record(table: Path) -> tuple[dict, str | None]:
+    """A finished chunk's record and why the chunk cannot be used (None: it can). The record
+    (chunk_NNNNN.json) holds the SHA-256 of every file of the chunk (the table and any files its
+    compute wrote) and the table's row count; a file that is missing, truncated, overwritten with
+    garbage or from another run fails here."""
     meta = table.with_suffix(".json")
     try:
         record = json.loads(meta.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        return f"its record {meta.name} is unreadable ({type(err).__name__})"
+        return {}, f"its record {meta.name} is unreadable ({type(err).__name__})"
     files = record.get("files") if isinstance(record, dict) else None
     if not isinstance(files, dict) or table.name not in files:
-        return f"its record {meta.name} holds no checksums"
+        return {}, f"its record {meta.name} holds no checksums"
     for name, digest in files.items():
         path = table.parent / name
         if not path.is_file():
-            return f"{name} is missing"
+            return record, f"{name} is missing"
         if _sha256(path.read_bytes()) != digest:
-            return f"{name} does not match the checksum recorded when it was written (truncated or changed)"
-    return None
+            return record, f"{name} does not match the checksum recorded when it was written (truncated or changed)"
+    return record, None
 
 
 def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd.DataFrame, dict]],
@@ -296,7 +297,7 @@ def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd
     other files compute(c) wrote that belong to the chunk (e.g. MCMC states). The table is written
     first and the record (chunk_NNNNN.json: statistics, row count, SHA-256 of every file) last, so a
     chunk is complete iff its record exists. A finished chunk whose files fail their checksums
-    (chunk_problem) is reported and computed again, never merged. A chunk table with a non-finite
+    (chunk_record) is reported and computed again, never merged. A chunk table with a non-finite
     value outside `allowed` (check_finite) stops the stage before it is written, so the failure
     shows at the chunk that made it.
     """
@@ -305,7 +306,7 @@ def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd
     for c, table in enumerate(tables):
         if not table.with_suffix(".json").exists():
             todo.append(c)
-        elif (problem := chunk_problem(table)) is not None:
+        elif (problem := chunk_record(table)[1]) is not None:
             print(f"warning: {desc} chunk {c} ({table}): {problem}; computing it again", file=sys.stderr)
             table.with_suffix(".json").unlink()
             todo.append(c)
@@ -329,11 +330,11 @@ def read_chunks(tables: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise FileNotFoundError(f"{len(missing)} chunk(s) missing, first {missing[0]}: run the stage to completion")
     frames, stats = [], []
     for table in tables:
-        problem = chunk_problem(table)
-        record = json.loads(table.with_suffix(".json").read_text()) if problem is None else {}
-        frame = pd.read_csv(table, dtype={"function": str}) if problem is None else None
-        if problem is None and len(frame) != record["rows"]:
-            problem = f"it has {len(frame)} rows where {record['rows']} were written"
+        record, problem = chunk_record(table)
+        if problem is None:
+            frame = pd.read_csv(table, dtype={"function": str})
+            if len(frame) != record["rows"]:
+                problem = f"it has {len(frame)} rows where {record['rows']} were written"
         if problem is not None:
             raise CorruptChunkError(f"{table}: {problem}; run the stage again to recompute it")
         frames.append(frame)
