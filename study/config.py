@@ -280,6 +280,12 @@ def _check_chunks(total: int, chunk: int, batch: int, section: str, what: str) -
     _check(total % chunk == 0, f"{section}.{what}", f"must be a multiple of {section}.chunk_{what}={chunk}, got {total}")
 
 
+def _check_even_chunks(draws: int, chunk_draws: int, section: str) -> None:
+    """The sampler's noise floor compares its even chunks with its odd ones: two halves of equal size."""
+    _check((draws // chunk_draws) % 2 == 0, f"{section}.draws", f"must be an even number of {section}.chunk_draws "
+           f"(the noise floor's two halves), got {draws // chunk_draws} chunks")
+
+
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     from study.tasks import TARGETS
 
@@ -306,9 +312,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     _check(net.sigma_b >= 0, "network.sigma_b", f"must be >= 0, got {net.sigma_b}")
     if rej is not None:
         _check_chunks(rej.draws, rej.chunk_draws, rej.batch, "rejection", "draws")
-        # the noise floor compares the even chunks with the odd ones: two halves of equal size
-        _check((rej.draws // rej.chunk_draws) % 2 == 0, "rejection.draws", "must be an even number of "
-               f"rejection.chunk_draws (the noise floor's two halves), got {rej.draws // rej.chunk_draws} chunks")
+        _check_even_chunks(rej.draws, rej.chunk_draws, "rejection")
         _check(rej.prng in PRNG_IMPLS, "rejection.prng", f"unknown PRNG {rej.prng!r}; known: {PRNG_IMPLS}")
     _check(sgd.runs >= 1, "sgd.runs", "must be >= 1")
     _check(sgd.chunk_runs >= 1 and sgd.runs % sgd.chunk_runs == 0, "sgd.chunk_runs",
@@ -357,9 +361,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
                    f"must be a positive multiple of nngp.chains={ng.chains}, got {ng.chunk_draws}")
             _check(ng.draws >= 1 and ng.draws % ng.chunk_draws == 0, "nngp.draws",
                    f"must be a positive multiple of nngp.chunk_draws={ng.chunk_draws}, got {ng.draws}")
-        # the exact sampler's noise floor compares its even chunks with its odd ones
-        _check((ng.draws // ng.chunk_draws) % 2 == 0, "nngp.draws", "must be an even number of nngp.chunk_draws "
-               f"(the noise floor's two halves), got {ng.draws // ng.chunk_draws} chunks")
+        _check_even_chunks(ng.draws, ng.chunk_draws, "nngp")
     if cfg.geometry is not None:
         validate_geometry(cfg, names)
     if cfg.sweep is not None:
