@@ -42,17 +42,20 @@ def build(cfg, results: Path) -> Path:
         joints.append(tables.joint_table(counts, bayes, setting, task, cfg.reference, ep))
     functions = pd.concat(functions, ignore_index=True)
     joint = pd.concat(joints, ignore_index=True)
-    agreement = tables.agreement_table(runs, estimators, ep, ep_complete, cfg)
+    n_eff = tables.effective_sizes(raw, cfg)
+    agreement = tables.agreement_table(runs, estimators, ep, ep_complete, cfg, n_eff)
     runs_sum = tables.runs_summary(runs, raw["sgd_chunks"])
     coverage = tables.coverage_table(joint, cfg.analysis.count_threshold)
     out = {"functions": functions, "joint": joint, "agreement": agreement, "runs_summary": runs_sum,
-           "coverage": coverage, "timings": tables.timing_table(raw)}
+           "coverage": coverage, "timings": tables.timing_table(raw),
+           "effective_sizes": tables.effective_size_table(n_eff)}
     if cfg.rejection is not None:
         out["sampler_summary"] = tables.sampler_summary(raw["rejection_chunks"], estimators[tables.BAYES])
     if cfg.mcmc is not None:
-        out["mcmc_summary"] = tables.mcmc_summary(raw["mcmc_chunks"], raw["mcmc_diagnostics"], estimators["bayes_mcmc"])
+        out["mcmc_summary"] = tables.mcmc_summary(raw["mcmc_chunks"], raw["mcmc_diagnostics"], estimators, n_eff)
+        out["mcmc_diagnostics"] = raw["mcmc_diagnostics"]
     if len(estimators) > 1 or ep is not None:
-        out["estimators"] = tables.estimator_table(estimators, ep, ep_complete, cfg)
+        out["estimators"] = tables.estimator_table(estimators, ep, ep_complete, cfg, n_eff)
         out["pb_estimates"] = tables.pb_estimates(estimators, ep)
     if cfg.nngp is not None:
         out["nngp_summary"] = raw["nngp_summary"]
@@ -107,6 +110,7 @@ def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFra
                 columns=["config_hash", "seed"]),
             "geometry_points": geom,
             "hessian_failures": geometry.hessian_failures(raw["geometry"]),
+            "radius_censoring": geometry.radius_censoring(geom),
             "geometry_summary": geometry.population_summary(geom),
             "geometry_compare": geometry.compare_populations(geom, cfg.reference, rng, an.bootstrap, an.confidence),
             "geometry_by_function": fn,
@@ -136,11 +140,15 @@ def paper_macros(cfg, out: dict) -> dict:
         m |= {"RejDraws": int(s["draws"]), "RejAccepted": int(s["accepted"]), "RejAcceptance": float(s["acceptance"]),
               "RejDistinct": int(s["distinct_functions"])}
     if "mcmc_summary" in out:
-        s = out["mcmc_summary"].iloc[0]
-        m |= {"McmcChains": int(s["chains"]), "McmcSamples": int(s["samples"]), "McmcThin": int(s["thin"]),
-              "McmcBurnIn": int(s["burn_in"]), "McmcDistinct": int(s["distinct_functions"]),
-              "McmcRhatMin": float(s["r_hat_min"]), "McmcRhatMax": float(s["r_hat_max"]),
-              "McmcEssMin": float(s["ess_min"]), "McmcInit": s["init"].replace("_", r"\_")}
+        for r in out["mcmc_summary"].itertuples():  # bayes_mcmc -> Mcmc..., bayes_mcmc_from_sgd -> McmcFromSgd...
+            k = lambda *p: macro_name("Mcmc", r.population.removeprefix("bayes_mcmc"), *p)
+            m |= {k("Chains"): int(r.chains), k("Samples"): int(r.samples), k("Thin"): int(r.thin),
+                  k("BurnIn"): int(r.burn_in), k("Distinct"): int(r.distinct_functions),
+                  k("RhatMax"): float(r.r_hat_max), k("RhatFunctionsMax"): float(r.r_hat_functions_max),
+                  k("EssFunctionsMin"): float(r.ess_bulk_functions_min),
+                  k("EssTailFunctionsMin"): float(r.ess_tail_functions_min),
+                  k("NEff"): int(r.n_eff), k("NEffHalf"): int(min(r.n_eff_half_a, r.n_eff_half_b)),
+                  k("Mixed"): "mixed" if r.mixed else "not mixed", k("Init"): r.init.replace("_", r"\_")}
     if "nngp_summary" in out:
         s = out["nngp_summary"].iloc[0]
         m |= {"NngpLogPSEp": float(s["log_p_s_ep"]), "NngpLogPSExact": float(s["log_p_s_exact"]),
@@ -156,11 +164,14 @@ def paper_macros(cfg, out: dict) -> dict:
     m["SgdTotalNotFitted"] = int(runs_sum["not_fitted"].sum())
     for r in agreement.itertuples():
         k = lambda *p: macro_name(r.comparison, r.setting, r.statistic, *p)
-        m |= {k(): float(r.value), k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
-        if r.statistic == "n_common":
-            m[k()] = int(r.value)
-    half = agreement[agreement["comparison"] == "bayes_vs_bayes"]
-    m["BayesHalfSize"] = int(half["n_a"].iat[0])
+        value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
+        if r.comparison == "sgd_vs_bayes":  # matched: comparison, floor and effect at one n
+            m |= {k(): value, k("Floor"): float(r.floor), k("Effect"): float(r.effect),
+                  k("EffectLo"): float(r.effect_low), k("EffectHi"): float(r.effect_high)}
+            kk = lambda *p: macro_name(r.comparison, r.setting, *p)
+            m |= {kk("N"): int(r.n_a), kk("PValue"): float(r.p_value), kk("QValue"): float(r.q_value)}
+        else:  # against EP's computed P_B: the statistic with its bootstrap interval
+            m |= {k(): value, k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
     for r in coverage.itertuples():
         m[macro_name(r.setting, "InBoth")] = int(r.functions_in_both)
         m[macro_name(r.setting, "Decades")] = float(r.decades_bayes)

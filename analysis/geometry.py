@@ -17,7 +17,7 @@ MEASURES = {
     "hess_mse_trace": "Hessian trace, MSE",
     "hess_ce_top": "top Hessian eigenvalue, cross-entropy",
     "gn_mse_log_det": "sharpness log-det sum log(1 + lambda/delta), MSE GN",
-    "log_radius_mean": "mean log basin radius",
+    "log_radius_median": "median log basin radius (censored at radius_max)",
     "theta_norm": "parameter norm",
 }
 
@@ -77,6 +77,27 @@ def finite(x) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def radius_censoring(geom: pd.DataFrame) -> pd.DataFrame:
+    """Per population: how much of the basin-radius search hit radius_max. A direction still at
+    zero error there is censored (its radius is only known to exceed radius_max); a point's median
+    radius is exact while fewer than half its directions are censored and a lower bound otherwise."""
+    return pd.DataFrame([{"population": pop, "points": len(g),
+                          "directions_censored": float(g["radius_censored"].mean()),
+                          "points_median_censored": int((g["radius_censored"] >= 0.5).sum())}
+                         for pop, g in geom.groupby("population", sort=False)])
+
+
+def with_q_values(table: pd.DataFrame, p_column: str) -> pd.DataFrame:
+    """table with q_value: Benjamini-Hochberg adjusted p-values over all its rows with a p-value
+    (scipy.stats.false_discovery_control), the family being every comparison in the table."""
+    p = table[p_column].to_numpy(float)
+    q = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = sps.false_discovery_control(p[ok], method="bh")
+    return table.assign(q_value=q, comparisons=int(ok.sum()))
+
+
 def population_summary(geom: pd.DataFrame) -> pd.DataFrame:
     """Long table: one row per population and measure (n, mean, quartiles)."""
     rows = []
@@ -115,7 +136,7 @@ def compare_populations(geom: pd.DataFrame, reference: str, rng: np.random.Gener
                          "n_reference": len(b), "median": float(np.median(a)), "median_reference": float(np.median(b)),
                          "median_difference": diff, "ci_low": lo, "ci_high": hi,
                          "prob_greater": float(u.statistic / (len(a) * len(b))), "p_value": float(u.pvalue)})
-    return pd.DataFrame(rows)
+    return with_q_values(pd.DataFrame(rows), "p_value")
 
 
 def by_function(geom: pd.DataFrame, joint: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -153,7 +174,7 @@ def paired_by_function(fn: pd.DataFrame, min_points: int) -> pd.DataFrame:
                          "frac_sgd_larger": larger / len(d) if len(d) else np.nan,
                          "median_difference": float(np.median(d)) if len(d) else np.nan, "p_sign_test": p,
                          "min_points": min_points})
-    return pd.DataFrame(rows)
+    return with_q_values(pd.DataFrame(rows), "p_sign_test")
 
 
 def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, boot: int,
@@ -209,6 +230,11 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
     failures = out["hessian_failures"]
     for loss in HESSIAN_LOSSES:
         m[macro_name("Geo", "hess", loss, "not_converged")] = int(failures[f"hess_{loss}_not_converged"].sum())
+    for r in out["radius_censoring"].itertuples():
+        k = lambda *p: macro_name("Geo", r.population, *p)
+        m |= {k("DirectionsCensored"): float(r.directions_censored), k("PointsMedianCensored"): int(r.points_median_censored)}
+    m["GeoDirectionsCensoredMax"] = float(out["radius_censoring"]["directions_censored"].max())
+    m["GeoPointsMedianCensored"] = int(out["radius_censoring"]["points_median_censored"].sum())
     for r in out["geometry_summary"].itertuples():
         m[macro_name("Geo", r.population, r.measure, "Median")] = float(r.median)
     for r in out["geometry_compare"].itertuples():
@@ -230,8 +256,9 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
 
 
 def summary_macros(out: dict[str, pd.DataFrame], alpha: float = 0.05) -> dict[str, object]:
-    """Ranges over the SGD settings and counts of settings with a significant shift, per measure,
-    so the paper's sentences hold whatever the settings are."""
+    """Ranges over the SGD settings and counts of settings with a significant shift (Benjamini-
+    Hochberg q < alpha over every comparison of the table), per measure, so the paper's sentences
+    hold whatever the settings are; with the number of comparisons in each family."""
     from analysis.macros import macro_name
 
     m: dict[str, object] = {}
@@ -239,19 +266,21 @@ def summary_macros(out: dict[str, pd.DataFrame], alpha: float = 0.05) -> dict[st
     sgd = comp[~comp["population"].str.startswith("bayes_")]
     for measure, g in sgd.groupby("measure", sort=False):
         k = lambda *p: macro_name("Geo", measure, *p)
-        sig = g["p_value"] < alpha
+        sig = g["q_value"] < alpha
         m |= {k("ProbGreaterMin"): float(g["prob_greater"].min()), k("ProbGreaterMax"): float(g["prob_greater"].max()),
               k("SgdLarger"): int((sig & (g["prob_greater"] > 0.5)).sum()),
               k("SgdSmaller"): int((sig & (g["prob_greater"] < 0.5)).sum())}
     m["GeoNumSgd"] = int(sgd["population"].nunique())
+    m["GeoComparisons"] = int(comp["comparisons"].iat[0]) if len(comp) else 0
     paired = out["geometry_paired"]
     for measure, g in paired.groupby("measure", sort=False):
         k = lambda *p: macro_name("Paired", measure, *p)
-        sig = g["p_sign_test"] < alpha
+        sig = g["q_value"] < alpha
         m |= {k("FracLargerMin"): float(g["frac_sgd_larger"].min()), k("FracLargerMax"): float(g["frac_sgd_larger"].max()),
               k("FunctionsMin"): int(g["functions"].min()), k("FunctionsMax"): int(g["functions"].max()),
               k("SgdLarger"): int((sig & (g["frac_sgd_larger"] > 0.5)).sum()),
               k("SgdSmaller"): int((sig & (g["frac_sgd_larger"] < 0.5)).sum())}
+    m["PairedComparisons"] = int(paired["comparisons"].iat[0]) if len(paired) else 0
     acc = out["accessibility"]
     for (measure, target), g in acc.groupby(["measure", "target"], sort=False):
         k = lambda *p: macro_name("Access", measure, target, *p)

@@ -6,112 +6,121 @@ import pandas as pd
 
 from analysis.macros import fmt
 
-STATS = ("pearson_log", "slope_log", "tv", "kl")
 
 
-def _cell(row: pd.Series) -> str:
+def _matched_cell(row: pd.Series) -> str:
+    """comparison [its matched noise floor]."""
     if pd.isna(row["value"]):
         return "n/a"
-    return rf"{fmt(float(row['value']))} [{fmt(float(row['ci_low']))}, {fmt(float(row['ci_high']))}]"
+    return rf"{fmt(float(row['value']))} [{fmt(float(row['floor']))}]"
 
 
-def _stat(agreement: pd.DataFrame, comparison: str, setting: str, statistic: str) -> pd.Series:
-    sel = agreement[(agreement["comparison"] == comparison) & (agreement["setting"] == setting)
-                    & (agreement["statistic"] == statistic)]
-    return sel.iloc[0]
+def _effect_cell(row: pd.Series) -> str:
+    if pd.isna(row["effect"]):
+        return "n/a"
+    return rf"{fmt(float(row['effect']))} [{fmt(float(row['effect_low']))}, {fmt(float(row['effect_high']))}]"
+
+
+def _p(p: float) -> str:
+    return "n/a" if pd.isna(p) else fmt(float(p), 2)
 
 
 def settings_table(runs_sum: pd.DataFrame, agreement: pd.DataFrame) -> str:
-    """One row per SGD setting (matched comparison against Bayes half B) and the noise floor."""
-    lines = [r"\begin{tabular}{llrrrrllll}", r"\toprule",
-             r"setting & opt./loss & $B$ & lr & runs & not fitted & $r_{\log}$ & slope & TV & KL \\", r"\midrule"]
+    """One row per SGD setting: its matched comparison with the reference (each statistic beside
+    its noise floor at the same n), the TV effect with its interval and the two-sample p-value."""
+    lines = [r"\begin{tabular}{llrrrrlllll}", r"\toprule",
+             r"setting & opt./loss & $B$ & lr & not fitted & $n$ & $r_{\log}$ [floor] & slope [floor] & TV [floor] & "
+             r"$\Delta$TV [CI] & $p$ \\", r"\midrule"]
+    matched = agreement[agreement["comparison"] == "sgd_vs_bayes"]
     for r in runs_sum.itertuples():
-        cells = [_cell(_stat(agreement, "sgd_vs_bayes_matched", r.setting, s)) for s in STATS]
+        rows = matched[matched["setting"] == r.setting].set_index("statistic")
+        cells = [_matched_cell(rows.loc[s]) for s in ("pearson_log", "slope_log", "tv")]
         lines.append(rf"\texttt{{{fmt(r.setting)}}} & {r.optimizer}/{r.loss.upper()} & {r.batch_size} & {fmt(r.lr, 3)} & "
-                     rf"{fmt(int(r.runs))} & {fmt(int(r.not_fitted))} & " + " & ".join(cells) + r" \\")
-    floor = [_cell(_stat(agreement, "bayes_vs_bayes", "noise_floor", s)) for s in STATS]
-    lines += [r"\midrule", r"\multicolumn{6}{l}{noise floor: Bayes half A vs half B} & " + " & ".join(floor) + r" \\",
-              r"\bottomrule", r"\end{tabular}"]
+                     rf"{fmt(int(r.not_fitted))} & {fmt(int(rows['n_a'].iat[0]))} & " + " & ".join(cells)
+                     + rf" & {_effect_cell(rows.loc['tv'])} & {_p(rows['p_value'].iat[0])} \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
-def summary_macros(agreement: pd.DataFrame) -> dict:
-    """Ranges over settings of the matched statistics, and how many settings are distinguishable
-    from the noise floor (bootstrap intervals that do not overlap)."""
+# The direction in which each statistic says "further from the posterior than the floor".
+WORSE = {"pearson_log": lambda r: r["effect_high"] < 0, "slope_log": lambda r: (r["effect_low"] > 0) | (r["effect_high"] < 0),
+         "tv": lambda r: r["effect_low"] > 0, "kl": lambda r: r["effect_low"] > 0}
+
+
+def summary_macros(agreement: pd.DataFrame, alpha: float = 0.05) -> dict:
+    """Ranges over settings of the matched statistics, their floors and effects, how many settings
+    are further from the posterior than the floor (effect interval excluding 0) and how many the
+    two-sample test rejects (Benjamini-Hochberg q < alpha over the settings)."""
     out = {}
-    matched = agreement[agreement["comparison"] == "sgd_vs_bayes_matched"]
-    floor = agreement[agreement["comparison"] == "bayes_vs_bayes"].set_index("statistic")
+    matched = agreement[agreement["comparison"] == "sgd_vs_bayes"]
     for stat, name in [("pearson_log", "Pearson"), ("slope_log", "Slope"), ("tv", "Tv"), ("kl", "Kl")]:
         vals = matched[matched["statistic"] == stat]
-        out[f"Matched{name}Min"] = float(vals["value"].min())
-        out[f"Matched{name}Max"] = float(vals["value"].max())
-        f = floor.loc[stat]
-        out[f"Floor{name}"], out[f"Floor{name}Lo"], out[f"Floor{name}Hi"] = float(f["value"]), float(f["ci_low"]), float(f["ci_high"])
-        if stat == "pearson_log":  # worse = lower correlation
-            worse = (vals["ci_high"] < f["ci_low"]).sum()
-        elif stat == "slope_log":  # worse = further from the floor's slope, either side
-            worse = ((vals["ci_high"] < f["ci_low"]) | (vals["ci_low"] > f["ci_high"])).sum()
-        else:  # worse = larger distance
-            worse = (vals["ci_low"] > f["ci_high"]).sum()
-        out[f"SettingsWorse{name}"] = int(worse)
+        for column, label in (("value", "Matched"), ("floor", "Floor"), ("effect", "Effect")):
+            out[f"{label}{name}Min"], out[f"{label}{name}Max"] = float(vals[column].min()), float(vals[column].max())
+        out[f"SettingsWorse{name}"] = int(WORSE[stat](vals).sum())
         if stat == "slope_log":
-            out["SettingsSteeperSlope"] = int((vals["ci_low"] > f["ci_high"]).sum())
-    tv = matched[matched["statistic"] == "tv"].sort_values("value")
+            out["SettingsSteeperSlope"] = int((vals["effect_low"] > 0).sum())
+    tests = matched.drop_duplicates("setting")
+    out |= {"MatchedNMin": int(tests["n_a"].min()), "MatchedNMax": int(tests["n_a"].max()),
+            "PValueMin": float(tests["p_value"].min()), "PValueMax": float(tests["p_value"].max()),
+            "FloorPValueMin": float(tests["floor_p_value"].min()),
+            "SettingsRejected": int((tests["q_value"] < alpha).sum()), "TestAlpha": alpha}
+    tv = matched[matched["statistic"] == "tv"].sort_values("effect")
     out["ClosestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[0]) + "}"
     out["FarthestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[-1]) + "}"
-    full = agreement[(agreement["comparison"] == "sgd_vs_bayes") & (agreement["statistic"] == "pearson_log")]
-    out["FullPearsonMin"], out["FullPearsonMax"] = float(full["value"].min()), float(full["value"].max())
     return out
 
 
-ESTIMATOR_NAMES = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC", "nngp_exact": "NNGP exact",
+ESTIMATOR_NAMES = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC", "bayes_mcmc_from_sgd": "MCMC from SGD",
+                   "bayes_mcmc_from_rejection": "MCMC from rejection", "nngp_exact": "NNGP exact",
                    "nngp_ep": "NNGP EP"}
 
 
-def _pair(comparison: str) -> tuple[str, str]:
-    for a in ESTIMATOR_NAMES:
-        if comparison.startswith(a + "_vs_"):
-            return a, comparison[len(a) + 4:]
-    raise ValueError(comparison)
-
-
 def estimators_table(estimators: pd.DataFrame) -> str:
-    """E2: one row per pair of P_B estimators (noise floors first), correlation, slope and TV."""
-    lines = [r"\begin{tabular}{lllll}", r"\toprule",
-             r"estimate A & estimate B & $r_{\log}$ & slope & TV \\", r"\midrule"]
-    order = sorted(dict.fromkeys(estimators["comparison"]), key=lambda c: (_pair(c)[0] != _pair(c)[1], c))
-    for comparison in order:
-        a, b = _pair(comparison)
-        rows = estimators[estimators["comparison"] == comparison].set_index("statistic")
-        cells = [_cell(rows.loc[s]) for s in ("pearson_log", "slope_log", "tv")]
-        label_b = "(half B)" if a == b else ESTIMATOR_NAMES[b]
-        lines.append(rf"{ESTIMATOR_NAMES[a]}{' (half A)' if a == b else ''} & {label_b} & " + " & ".join(cells) + r" \\")
+    """E2: one row per pair of sampled P_B estimators (estimate against the reference's half B, at
+    the smallest effective size, beside the reference's noise floor), and each against EP."""
+    lines = [r"\begin{tabular}{llrllll}", r"\toprule",
+             r"estimate & reference & $n$ & $r_{\log}$ [floor] & TV [floor] & $\Delta$TV [CI] & $p$ \\", r"\midrule"]
+    for comparison, rows in estimators.groupby("comparison", sort=False):
+        rows = rows.set_index("statistic")
+        first = rows.iloc[0]
+        a, b = ESTIMATOR_NAMES[first["estimator"]], ESTIMATOR_NAMES[first["reference"]]
+        if first["reference"] == "nngp_ep":  # a computed reference: statistic and bootstrap interval
+            cells = [rf"{fmt(float(rows.loc[s, 'value']))}" if pd.notna(rows.loc[s, "value"]) else "n/a"
+                     for s in ("pearson_log", "tv")]
+            lines.append(rf"{a} & {b} & {fmt(int(first['n_a']))} & {cells[0]} & {cells[1]} & & \\")
+            continue
+        cells = [_matched_cell(rows.loc[s]) for s in ("pearson_log", "tv")]
+        lines.append(rf"{a} & {b} & {fmt(int(first['n_a']))} & " + " & ".join(cells)
+                     + rf" & {_effect_cell(rows.loc['tv'])} & {_p(first['p_value'])} \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
 def estimator_macros(estimators: pd.DataFrame, agreement: pd.DataFrame) -> dict:
-    """Named numbers of the cross-check: each pair's statistics, and SGD against EP's range."""
+    """Named numbers of the cross-check: each pair's statistics (matched pairs with floor, effect
+    and p-value), ranges over the pairs, and SGD against EP's range."""
     from analysis.macros import macro_name
 
     out = {}
+    short = lambda name: ESTIMATOR_NAMES[name].replace(" ", "").replace("-", "")
     for r in estimators.itertuples():
-        a, b = _pair(r.comparison)
-        k = lambda *p: macro_name("Est", ESTIMATOR_NAMES[a].replace(" ", ""), "vs",
-                                  ESTIMATOR_NAMES[b].replace(" ", ""), r.statistic, *p)
+        k = lambda *p: macro_name("Est", short(r.estimator), "vs", short(r.reference), r.statistic, *p)
         value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
-        out |= {k(): value, k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
-    # Cross-estimator total variations (full samples) against the half-sample floors: a summary
-    # the paper can state whatever the numbers are.
-    tv = estimators[estimators["statistic"] == "tv"]
-    pairs = tv["comparison"].map(_pair)
-    same = pairs.map(lambda p: p[0] == p[1])
-    cross, floors = tv[~same], tv[same]
-    if len(cross) and len(floors):
-        out |= {"EstCrossTvMin": float(cross["value"].min()), "EstCrossTvMax": float(cross["value"].max()),
-                "EstFloorTvMin": float(floors["value"].min()), "EstFloorTvMax": float(floors["value"].max()),
-                "EstCrossAboveFloors": int((cross["value"] > floors["value"].max()).sum()),
-                "EstCrossPairs": len(cross)}
+        out[k()] = value
+        if r.reference == "nngp_ep":
+            out |= {k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+        else:
+            out |= {k("Floor"): float(r.floor), k("Effect"): float(r.effect), k("EffectLo"): float(r.effect_low),
+                    k("EffectHi"): float(r.effect_high)}
+            kk = lambda *p: macro_name("Est", short(r.estimator), "vs", short(r.reference), *p)
+            out |= {kk("N"): int(r.n_a), kk("PValue"): float(r.p_value)}
+    tv = estimators[(estimators["statistic"] == "tv") & (estimators["reference"] != "nngp_ep")]
+    if len(tv):
+        out |= {"EstCrossTvMin": float(tv["value"].min()), "EstCrossTvMax": float(tv["value"].max()),
+                "EstFloorTvMin": float(tv["floor"].min()), "EstFloorTvMax": float(tv["floor"].max()),
+                "EstCrossAboveFloors": int((tv["effect_low"] > 0).sum()), "EstCrossPairs": len(tv),
+                "EstCrossRejected": int((tv["q_value"] < 0.05).sum())}
     ep = agreement[(agreement["comparison"] == "sgd_vs_nngp_ep") & (agreement["statistic"] == "pearson_log")]
     if len(ep):
         out["SgdEpPearsonMin"], out["SgdEpPearsonMax"] = float(ep["value"].min()), float(ep["value"].max())

@@ -8,17 +8,17 @@ import pandas as pd
 from analysis.geometry import finite, mask_unconverged, spearman_ci
 
 MEASURES = ("ntk_S_entropy_rank", "ntk_X_entropy_rank", "hess_mse_top", "hess_ce_top", "gn_mse_log_det",
-            "log_radius_mean", "log_radius_relative", "theta_norm")
+            "log_radius_median", "log_radius_relative", "theta_norm")
 FEATURES = ("ntk_S_entropy_rank", "ntk_X_entropy_rank")
-BASINS = ("log_radius_mean", "gn_mse_log_det", "hess_mse_top")
+BASINS = ("log_radius_median", "gn_mse_log_det", "hess_mse_top")
 
 
 def with_derived(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Adds log_radius_relative = mean log radius - log |theta|: the basin radius in units of the
+    """Adds log_radius_relative = median log radius - log |theta|: the basin radius in units of the
     point's own norm, which weight decay changes (so the absolute radius alone would mislead).
     Hessian numbers of points whose Lanczos run did not converge are blanked (mask_unconverged)."""
     sweep = mask_unconverged(sweep)
-    return sweep.assign(log_radius_relative=sweep["log_radius_mean"] - np.log(sweep["theta_norm"]))
+    return sweep.assign(log_radius_relative=sweep["log_radius_median"] - np.log(sweep["theta_norm"]))
 
 
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:

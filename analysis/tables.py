@@ -9,6 +9,7 @@ import pandas as pd
 
 from analysis import stats
 from study.config import ExperimentConfig
+from study.mcmc import RHAT_THRESHOLD
 from study.encoding import hex_to_bits
 from study.tasks import Task, seen_table_lz
 
@@ -17,7 +18,10 @@ BAYES = "bayes_rejection"
 # that splits it into two independent halves for the noise floor: rejection and the exact NNGP
 # sampler by chunk parity (chunks use independent keys), MCMC by chain group (independent chains).
 COUNT_ESTIMATORS = {"bayes_rejection": "bayes_counts.csv", "bayes_mcmc": "mcmc_counts.csv",
+                    "bayes_mcmc_from_sgd": "mcmc_from_sgd_counts.csv",
+                    "bayes_mcmc_from_rejection": "mcmc_from_rejection_counts.csv",
                     "nngp_exact": "nngp_exact_counts.csv"}
+MCMC_POPULATIONS = ("bayes_mcmc", "bayes_mcmc_from_sgd", "bayes_mcmc_from_rejection")
 EP = "nngp_ep"
 
 
@@ -64,19 +68,6 @@ def joint_table(sgd: dict[str, int], bayes: dict[str, int], setting: str, task: 
     return frame
 
 
-def compare(name: str, setting: str, a: dict[str, int], b: dict[str, int], cfg: ExperimentConfig,
-            rng: np.random.Generator) -> pd.DataFrame:
-    """Long table: one row per statistic of sample a against sample b, with a bootstrap interval."""
-    an = cfg.analysis
-    _, ca, cb = stats.align(a, b)
-    stat = lambda x, y: stats.all_statistics(x, y, an.count_threshold)
-    point = stat(ca, cb)
-    ci = stats.bootstrap(ca, cb, stat, an.bootstrap, rng, an.confidence)
-    return pd.DataFrame([{"comparison": name, "setting": setting, "statistic": k, "value": v,
-                          "ci_low": ci[k][0], "ci_high": ci[k][1], "n_a": int(ca.sum()), "n_b": int(cb.sum()),
-                          "threshold": an.count_threshold} for k, v in point.items()])
-
-
 def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str, float], cfg: ExperimentConfig,
                      rng: np.random.Generator, complete: bool) -> pd.DataFrame:
     """Sample a against a computed distribution (EP's log P_B per function). Correlations over the
@@ -115,43 +106,113 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
                           "threshold": an.count_threshold} for k, v in point.items()])
 
 
+# A chain sample (ESS < its size N) is thinned at random to ESS / THIN items: the frequencies of such
+# a subsample of n items vary about the truth as p(1-p)/n (1 + n/ESS - n/N), within 1/THIN of n
+# independent draws, so comparisons, floors, bootstraps and permutation tests may treat it as
+# independent. (Thinned to n = ESS it would be twice as noisy as ESS independent draws.)
+THIN = 10
+
+
+def usable(n_eff: float, items: int) -> int:
+    """Items of a sample that count as independent draws: all of an independent sample, ESS / THIN
+    of an autocorrelated one."""
+    return int(items if n_eff >= items else max(1, n_eff // THIN))
+
+
+def effective_size_table(n_eff: dict[str, dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"population": p, "n_eff": s[None], "n_eff_half_a": s[0], "n_eff_half_b": s[1]}
+                         for p, s in n_eff.items()])
+
+
+def effective_sizes(raw: dict, cfg: ExperimentConfig) -> dict[str, dict]:
+    """population -> {None: effective size of all of it, 0: of half A, 1: of half B}.
+
+    Rejection samples are independent draws: their size. Chains are autocorrelated: the smallest
+    bulk ESS (rank-normalised, ArviZ; study/diagnostics.py) over the indicator traces of the
+    population's most frequent functions and its test-error trace, per chain group. The exact
+    NNGP sampler by elliptical slice: the smallest per-chunk ESS of its traces times the chunks
+    of the half (each chunk has its own chains). Never more than the number of samples."""
+    out = {}
+    for name, counts in raw["estimators"].items():
+        totals = counts.groupby(half_labels(counts))["count"].sum()
+        size = {None: float(totals.sum()), 0: float(totals.get(0, 0)), 1: float(totals.get(1, 0))}
+        if name in MCMC_POPULATIONS:
+            d = raw["mcmc_diagnostics"]
+            d = d[(d["population"] == name) & (d["summary"].str.startswith("f=") | (d["summary"] == "test_error"))]
+            for key, group in ((None, "all"), (0, "0"), (1, "1")):
+                ess = d.loc[d["group"].astype(str) == group, "ess_bulk"].to_numpy(float)
+                if np.isfinite(ess).any():  # all-NaN: every traced function constant, no autocorrelation to count
+                    size[key] = min(size[key], float(np.nanmin(ess)))
+        elif name == "nngp_exact" and cfg.nngp.exact == "ess":
+            per_chunk = float(raw["nngp_summary"]["exact_ess_min"].iat[0])
+            chunks = counts.groupby(half_labels(counts))["chunk"].nunique()
+            size = {k: min(v, per_chunk * (chunks.sum() if k is None else chunks.get(k, 0))) for k, v in size.items()}
+        out[name] = size
+    return out
+
+
+def _matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, ref_table: pd.DataFrame,
+             n_eff_ref: dict, cfg: ExperimentConfig, rng: np.random.Generator, **labels) -> pd.DataFrame:
+    """Long table (one row per statistic): `test` against half B of a sampled reference beside the
+    noise floor half A against half B, test and half A subsampled to one size n_a, half B to n_b in
+    both (stats.matched_comparison), every side thinned to close to independent draws (usable),
+    with the permutation p-values of TV."""
+    an = cfg.analysis
+    half_a, half_b = bayes_counts(ref_table, 0), bayes_counts(ref_table, 1)
+    keys = sorted(set(test) | set(half_a) | set(half_b))
+    vec = lambda c: np.array([c.get(k, 0) for k in keys], np.int64)
+    n = min(usable(n_eff_test, sum(test.values())), usable(n_eff_ref[0], sum(half_a.values())))
+    res = stats.matched_comparison(vec(test), vec(half_a), vec(half_b), n, usable(n_eff_ref[1], sum(half_b.values())),
+                                   an.count_threshold, an.matched_reps, an.bootstrap, an.permutations, rng,
+                                   an.confidence)
+    n_a, n_b = res["n"], res["n_b"]
+    base = {"comparison": name, "setting": setting, **labels, "n_a": n_a, "n_b": n_b, "floor_n_a": n_a,
+            "floor_n_b": n_b, "n_test": int(sum(test.values())), "n_eff_test": float(n_eff_test),
+            "n_eff_reference_a": n_eff_ref[0], "n_eff_reference_b": n_eff_ref[1], "reps": an.matched_reps,
+            "p_value": res["p_value"], "floor_p_value": res["floor_p_value"], "threshold": an.count_threshold}
+    return pd.DataFrame([{**base, "statistic": k, **v} for k, v in res["statistics"].items()])
+
+
+def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
+    """Benjamini-Hochberg q-values of the two-sample tests over the table's comparisons (one
+    p-value per comparison, repeated on its statistic rows)."""
+    tests = table.dropna(subset=["p_value"]).drop_duplicates(["comparison", "setting"])[["comparison", "setting", "p_value"]]
+    tests = tests.assign(q_value=stats.sps.false_discovery_control(tests["p_value"].to_numpy(), method="bh")
+                         if len(tests) else [])
+    return table.merge(tests.drop(columns="p_value"), on=["comparison", "setting"], how="left")
+
+
 def agreement_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float] | None,
-                    ep_complete: bool, cfg: ExperimentConfig) -> pd.DataFrame:
-    """SGD vs the reference P_B estimate (full samples, and SGD subsampled to the size of one half)
-    next to the noise floor: the reference's half A against its half B, independent samples.
-    With EP, also SGD against EP's computed P_B."""
+                    ep_complete: bool, cfg: ExperimentConfig, n_eff: dict[str, dict]) -> pd.DataFrame:
+    """Every SGD setting against the reference P_B estimate, matched in (effective) sample size
+    with the reference's noise floor (_matched); with EP, also SGD against EP's computed P_B."""
     rng = np.random.default_rng([cfg.seed, 0xA6])
-    raw = estimators[cfg.reference]
-    half_a, half_b = bayes_counts(raw, 0), bayes_counts(raw, 1)
-    full = bayes_counts(raw)
-    n_half = sum(half_a.values())
-    frames = [compare("bayes_vs_bayes", "noise_floor", half_a, half_b, cfg, rng)]
+    frames = []
     for setting, group in runs.groupby("setting", sort=False):
-        fitted = group[group["fitted"]].sort_values("run_id")
-        frames.append(compare("sgd_vs_bayes", setting, sgd_counts(fitted), full, cfg, rng))
-        frames.append(compare("sgd_vs_bayes_matched", setting, sgd_counts(fitted.head(n_half)), half_b, cfg, rng))
+        counts = sgd_counts(group)
+        frames.append(_matched("sgd_vs_bayes", setting, counts, sum(counts.values()), estimators[cfg.reference],
+                               n_eff[cfg.reference], cfg, rng))
         if ep is not None:
-            frames.append(compare_to_fixed("sgd_vs_nngp_ep", setting, sgd_counts(fitted), ep, cfg, rng, ep_complete))
-    return pd.concat(frames, ignore_index=True).assign(reference=cfg.reference)
+            frames.append(compare_to_fixed("sgd_vs_nngp_ep", setting, counts, ep, cfg, rng, ep_complete))
+    return with_q_values(pd.concat(frames, ignore_index=True)).assign(reference=cfg.reference)
 
 
 def estimator_table(estimators: dict[str, pd.DataFrame], ep: dict[str, float] | None, ep_complete: bool,
-                    cfg: ExperimentConfig) -> pd.DataFrame:
-    """E2 cross-check: every pair of sampled P_B estimators, each estimator's own noise floor
-    (half A against half B), and each sampled estimator against EP."""
+                    cfg: ExperimentConfig, n_eff: dict[str, dict]) -> pd.DataFrame:
+    """E2 cross-check: every sampled P_B estimator against each one listed before it (rejection
+    first), matched with that one's noise floor, and each sampled estimator against EP."""
     rng = np.random.default_rng([cfg.seed, 0xE2])
     names = list(estimators)
     frames = []
-    for i, a in enumerate(names):
-        frames.append(compare(f"{a}_vs_{a}", "noise_floor", bayes_counts(estimators[a], 0),
-                              bayes_counts(estimators[a], 1), cfg, rng))
-        for b in names[i + 1:]:
-            frames.append(compare(f"{a}_vs_{b}", "cross_check", bayes_counts(estimators[a]),
-                                  bayes_counts(estimators[b]), cfg, rng))
+    for i, ref in enumerate(names):
+        for test in names[i + 1:]:
+            frames.append(_matched(f"{test}_vs_{ref}", "cross_check", bayes_counts(estimators[test]),
+                                   n_eff[test][None], estimators[ref], n_eff[ref], cfg, rng,
+                                   estimator=test, reference=ref))
         if ep is not None:
-            frames.append(compare_to_fixed(f"{a}_vs_{EP}", "cross_check", bayes_counts(estimators[a]), ep, cfg, rng,
-                                           ep_complete))
-    return pd.concat(frames, ignore_index=True)
+            frames.append(compare_to_fixed(f"{ref}_vs_{EP}", "cross_check", bayes_counts(estimators[ref]), ep, cfg,
+                                           rng, ep_complete).assign(estimator=ref, reference=EP))
+    return with_q_values(pd.concat(frames, ignore_index=True))
 
 
 def pb_estimates(estimators: dict[str, pd.DataFrame], ep: dict[str, float] | None) -> pd.DataFrame:
@@ -195,18 +256,31 @@ def sampler_summary(chunk_stats: pd.DataFrame, raw_bayes: pd.DataFrame) -> pd.Da
                           "config_hash": chunk_stats["config_hash"].iat[0], "seed": int(chunk_stats["seed"].iat[0])}])
 
 
-def mcmc_summary(chunk_stats: pd.DataFrame, diagnostics: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
-    """One row: chains, kept samples, speed, and the range of split R-hat / ESS over the traced
-    posterior summaries (the ESS proposal count is a cost, not a summary of the posterior)."""
-    d = diagnostics[diagnostics["summary"] != "proposals"]
-    samples = int(chunk_stats["samples"].sum())
-    first = chunk_stats.iloc[0]
-    return pd.DataFrame([{"population": "bayes_mcmc", "chains": int(first["chains"]), "samples": samples,
-                          "thin": int(first["thin"]), "burn_in": int(first["burn_in"]), "init": first["init"],
-                          "distinct_functions": raw["function"].nunique(),
-                          "r_hat_min": float(d["r_hat"].min()), "r_hat_max": float(d["r_hat"].max()),
-                          "ess_min": float(d["ess"].min()), "ess_max": float(d["ess"].max()),
-                          "config_hash": first["config_hash"], "seed": int(first["seed"])}])
+def mcmc_summary(chunk_stats: pd.DataFrame, diagnostics: pd.DataFrame, estimators: dict[str, pd.DataFrame],
+                 n_eff: dict[str, dict]) -> pd.DataFrame:
+    """One row per chain population: chains, kept samples, where they started, the largest
+    rank-normalised split R-hat over the function indicators and test error (function-level
+    mixing) and over the scalar summaries, bulk and tail ESS of those, the effective sizes the
+    matched comparisons use, and whether the chains mixed (every R-hat <= 1.01)."""
+    rows = []
+    for pop, c in chunk_stats.groupby("population", sort=False):
+        d = diagnostics[(diagnostics["population"] == pop) & (diagnostics["group"].astype(str) == "all")
+                        & (diagnostics["summary"] != "proposals")]
+        fn = d["summary"].str.startswith("f=") | (d["summary"] == "test_error")
+        first = c.iloc[0]
+        r_hat_max = float(np.nanmax(d["r_hat"])) if d["r_hat"].notna().any() else np.nan
+        rows.append({"population": pop, "chains": int(first["chains"]), "samples": int(c["samples"].sum()),
+                     "thin": int(first["thin"]), "burn_in": int(first["burn_in"]), "init": first["init"],
+                     "distinct_functions": estimators[pop]["function"].nunique(),
+                     "r_hat_functions_max": float(d.loc[fn, "r_hat"].max()), "r_hat_max": r_hat_max,
+                     "r_hat_min": float(d["r_hat"].min()),
+                     "ess_bulk_functions_min": float(d.loc[fn, "ess_bulk"].min()),
+                     "ess_tail_functions_min": float(d.loc[fn, "ess_tail"].min()),
+                     "ess_min": float(d["ess_bulk"].min()), "ess_max": float(d["ess_bulk"].max()),
+                     "n_eff": n_eff[pop][None], "n_eff_half_a": n_eff[pop][0], "n_eff_half_b": n_eff[pop][1],
+                     "mixed": bool(r_hat_max <= RHAT_THRESHOLD),
+                     "config_hash": first["config_hash"], "seed": int(first["seed"])})
+    return pd.DataFrame(rows)
 
 
 def coverage_table(joint: pd.DataFrame, threshold: int) -> pd.DataFrame:
@@ -227,9 +301,12 @@ def read_raw(raw_dir: Path, cfg: ExperimentConfig) -> dict:
         path = raw_dir / name
         if not path.exists():
             raise FileNotFoundError(f"{path} missing")
-        return pd.read_csv(path, dtype={"function": str})
+        return pd.read_csv(path, dtype={"function": str, "group": str} if name == "mcmc_diagnostics.csv"
+                           else {"function": str})
 
-    enabled = {"bayes_rejection": cfg.rejection, "bayes_mcmc": cfg.mcmc, "nngp_exact": cfg.nngp}
+    also = None if cfg.mcmc is None else cfg.mcmc.also_init
+    enabled = {"bayes_rejection": cfg.rejection, "bayes_mcmc": cfg.mcmc, "nngp_exact": cfg.nngp,
+               "bayes_mcmc_from_sgd": also == "sgd" or None, "bayes_mcmc_from_rejection": also == "rejection" or None}
     out = {"runs": read("sgd_runs.csv"), "sgd_chunks": read("sgd_chunks.csv"),
            "estimators": {k: read(f) for k, f in COUNT_ESTIMATORS.items() if enabled[k] is not None}}
     if cfg.rejection is not None:

@@ -12,7 +12,7 @@ from common import read, save, setup
 PANELS = [("hess_mse_top", "log_ratio", "top Hessian eigenvalue, MSE", True),
           ("ntk_S_entropy_rank", "log_ratio", "features on S", False),
           ("gn_mse_log_det", "log_ratio", r"$\sum_i \log(1+\lambda_i/\delta)$, GN", False),
-          ("log_radius_mean", "log_p_bayes", "mean log basin radius", False)]
+          ("log_radius_median", "log_p_bayes", "median log basin radius", False)]
 YLABEL = {"log_ratio": r"$\log(P_{SGD}/P_B)$", "log_p_bayes": r"$\log P_B(f\mid S)$"}
 tables, out = setup(__doc__)
 fn, acc = read(tables, "geometry_by_function"), read(tables, "accessibility")

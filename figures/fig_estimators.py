@@ -7,7 +7,8 @@ import seaborn as sns
 
 from common import read, save, setup
 
-NAMES = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC", "nngp_exact": "NNGP exact", "nngp_ep": "NNGP EP"}
+NAMES = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC", "bayes_mcmc_from_sgd": "MCMC from SGD",
+         "nngp_exact": "NNGP exact", "nngp_ep": "NNGP EP"}
 tables, out = setup(__doc__)
 est = read(tables, "pb_estimates")
 wide = est.pivot(index="function", columns="estimator", values="log10_p")

@@ -11,7 +11,7 @@ from common import read, save, setup
 PANELS = {"ntk_S_entropy_rank": ("features on S", False), "ntk_X_entropy_rank": ("features on all inputs", False),
           "hess_mse_top": ("top Hessian eigenvalue (MSE)", True), "hess_mse_trace": ("Hessian trace (MSE)", True),
           "gn_mse_log_det": (r"$\sum_i \log(1+\lambda_i/\delta)$ (GN, MSE)", False),
-          "log_radius_mean": ("mean log basin radius", False)}
+          "log_radius_median": ("median log basin radius", False)}
 tables, out = setup(__doc__)
 points = read(tables, "geometry_points")
 order = list(dict.fromkeys(points["population"]))

@@ -10,8 +10,8 @@ from common import read, save, setup
 
 PANELS = {"ntk_S_entropy_rank": ("features on S", False), "ntk_X_entropy_rank": ("features on all inputs", False),
           "gn_mse_log_det": (r"$\sum_i \log(1+\lambda_i/\delta)$ (GN, MSE)", False),
-          "hess_mse_top": ("top Hessian eigenvalue (MSE)", True), "log_radius_mean": ("mean log basin radius", False),
-          "log_radius_relative": (r"mean log radius $-\log|\theta|$", False)}
+          "hess_mse_top": ("top Hessian eigenvalue (MSE)", True), "log_radius_median": ("median log basin radius", False),
+          "log_radius_relative": (r"median log radius $-\log|\theta|$", False)}
 tables, out = setup(__doc__)
 points = read(tables, "sweep_points")
 points = points[points["fitted"]].copy()
@@ -27,10 +27,10 @@ for ax, (measure, (label, log)) in zip(axes, PANELS.items()):
     ax.xaxis.set_minor_formatter(NullFormatter())
 if axes[-1].get_legend() is not None:
     sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title=None)
-key = ("all_sgd", "ntk_X_entropy_rank", "log_radius_mean")
+key = ("all_sgd", "ntk_X_entropy_rank", "log_radius_median")
 if key in corr.index:
     r = corr.loc[key]
-    fig.suptitle(f"all SGD solutions: Spearman(features on all inputs, mean log radius) = {r.spearman:.2f} "
+    fig.suptitle(f"all SGD solutions: Spearman(features on all inputs, median log radius) = {r.spearman:.2f} "
                  f"[{r.ci_low:.2f}, {r.ci_high:.2f}]", fontsize=8)
 fig.tight_layout()
 save(fig, out, "fig_sweep")

@@ -83,7 +83,12 @@ class MCMCConfig:
     samples: int = 400  # kept samples per chain
     chunk_samples: int = 100  # kept samples per chain in one chunk (the unit of resuming)
     init: str = "rejection"  # "rejection": zero-error prior draws; "sgd": solutions of an SGD setting
-    init_setting: str = ""  # with init = "sgd": the sgd.settings name whose runs start the chains
+    # with an "sgd" init: the sgd.settings name whose runs start the chains. Those runs are trained
+    # on the MCMC stage's own key stream, so they are never part of the population under test.
+    init_setting: str = ""
+    # a second, equally sized set of chains from another init ("sgd" on E1), population
+    # bayes_mcmc_from_<also_init>: checks how chains started there mix against exact rejection
+    also_init: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class AnalysisConfig:
     bootstrap: int = 500
     confidence: float = 0.95
     geometry_min_points: int = 3  # points of a function, per population, to use its geometry per function
+    matched_reps: int = 10  # subsamples (without replacement) per matched comparison and its noise floor
+    permutations: int = 999  # resamples of the two-sample permutation test
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ class ExperimentConfig:
                 "network": dataclasses.asdict(self.network)}
         if stage in ("rejection", "mcmc", "nngp"):
             data[stage] = dataclasses.asdict(getattr(self, stage))
-            if stage == "mcmc" and self.mcmc.init == "sgd":  # chains start from these SGD runs
+            if stage == "mcmc" and "sgd" in (self.mcmc.init, self.mcmc.also_init):  # chains start from SGD runs
                 data["sgd"] = self._sgd_identity(with_settings=False)
                 data["setting"] = dataclasses.asdict(self.sgd_setting(self.mcmc.init_setting))
         elif stage == "sweep":
@@ -344,7 +351,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _check(mc.chunk_samples >= 1 and mc.samples % mc.chunk_samples == 0, "mcmc.chunk_samples",
                f"must divide mcmc.samples={mc.samples}, got {mc.chunk_samples}")
         _check(mc.init in MCMC_INITS, "mcmc.init", f"unknown init {mc.init!r}; known: {MCMC_INITS}")
-        if mc.init == "sgd":
+        _check(mc.also_init in ("", *MCMC_INITS) and mc.also_init != mc.init, "mcmc.also_init",
+               f"must be empty or an init other than mcmc.init = {mc.init!r} ({MCMC_INITS}), got {mc.also_init!r}")
+        if "sgd" in (mc.init, mc.also_init):
             _check(mc.init_setting in names, "mcmc.init_setting",
                    f"must name one of the sgd.settings {names}, got {mc.init_setting!r}")
     if cfg.nngp is not None:
@@ -369,6 +378,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     _check(an.count_threshold >= 1, "analysis.count_threshold", "must be >= 1")
     _check(an.geometry_min_points >= 1, "analysis.geometry_min_points", "must be >= 1")
     _check(an.bootstrap >= 10, "analysis.bootstrap", "must be >= 10")
+    _check(an.matched_reps >= 2, "analysis.matched_reps", "must be >= 2 (the spread over subsamples)")
+    _check(an.permutations >= 99, "analysis.permutations", "must be >= 99")
     _check(0 < an.confidence < 1, "analysis.confidence", "must be in (0, 1)")
     _check(rej is not None or cfg.mcmc is not None, "rejection",
            "the config needs a [rejection] or an [mcmc] section: SGD is compared with one of them")

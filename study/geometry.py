@@ -246,13 +246,16 @@ def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, 
                     f"hess_{loss}_top_residual": top.residual_K[0], f"hess_{loss}_topk_residual": top.residual_K.max(),
                     f"hess_{loss}_converged": top.converged & jnp.isfinite(trace) & jnp.isfinite(trace_se),
                     f"hess_{loss}_trace": trace,
-                    f"hess_{loss}_trace_se": trace_se, f"hess_{loss}_log_det": log_det_delta(top.values_K, delta),
+                    f"hess_{loss}_trace_se": trace_se, f"hess_{loss}_topk_log_det": log_det_delta(top.values_K, delta),
                     f"gn_{loss}_top": eig_G[-1], f"gn_{loss}_trace": eig_G.sum(),
                     f"gn_{loss}_log_det": log_det_delta(eig_G, delta)}
         r_U = basin_radii(net, theta_D, x_S, y_S > 0, keys[-1], directions, radii_G)
         capped = jnp.minimum(r_U, radii_G[-1])
-        out |= {"radius_median": jnp.median(capped), "log_radius_mean": jnp.mean(jnp.log(capped)),
-                "radius_censored": jnp.mean(jnp.isinf(r_U))}
+        # Radii beyond radius_max are censored (inf): the median over directions is exact while
+        # fewer than half are censored, and a lower bound (radius_max) otherwise; the mean of
+        # log(capped radii) is biased low by every censored direction (kept, named as what it is).
+        out |= {"radius_median": jnp.median(capped), "log_radius_median": jnp.log(jnp.median(capped)),
+                "log_radius_capped_mean": jnp.mean(jnp.log(capped)), "radius_censored": jnp.mean(jnp.isinf(r_U))}
         return out
 
     return jax.jit(jax.vmap(one))

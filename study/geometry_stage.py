@@ -34,7 +34,7 @@ GEOMETRY_STREAM = 5
 
 # A Hessian whose leading Ritz pair did not converge (geometry.lanczos_top) keeps its numbers, NaN
 # included, beside hess_<loss>_converged = False; the analysis counts such points apart.
-HESSIAN_COLUMNS = ("top", "top_residual", "topk_residual", "trace", "trace_se", "log_det")
+HESSIAN_COLUMNS = ("top", "top_residual", "topk_residual", "trace", "trace_se", "topk_log_det")
 GEOMETRY_ALLOWED = {f"hess_{loss}_{q}": (lambda t, loss=loss: ~t[f"hess_{loss}_converged"].astype(bool))
                     for loss in geometry.LOSSES for q in HESSIAN_COLUMNS}
 

@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+from study.diagnostics import chain_diagnostics
 
 from study.encoding import pack_signs, words_to_hex
 from study.network import Network
@@ -202,6 +203,7 @@ class ChainRun:
 
     counts: dict[str, int]  # function on E (hex, study.encoding) -> kept samples computing it
     traces: dict[str, np.ndarray]  # summary name -> (C, n_keep), for diagnostics()
+    words_CxNxW: np.ndarray  # the function on E of every kept sample (packed signs, study.encoding)
     u_CxD: np.ndarray  # final states, whitened
     theta_CxD: np.ndarray  # final states, parameters
     next_step: int  # global index of the next step: pass this run as `init` to continue it
@@ -254,6 +256,7 @@ def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, t
         nonlocal lockstep
         kept = jax.device_get(kept)
         words = kept.pop("words")
+        pieces.setdefault("words", []).append(words)
         counts.update(count_functions(words.reshape(-1, words.shape[-1]), n_test))
         lockstep += int(kept.pop("lockstep_proposals").sum())
         probe = kept.pop("probe")
@@ -272,9 +275,9 @@ def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, t
     absorb(pending)
 
     u_CxD = np.asarray(u_CxD)
+    traces = {name: np.concatenate(parts, axis=1) for name, parts in pieces.items()}
     return ChainRun(
-        counts=dict(counts),
-        traces={name: np.concatenate(parts, axis=1) for name, parts in pieces.items()},
+        counts=dict(counts), words_CxNxW=traces.pop("words"), traces=traces,
         u_CxD=u_CxD, theta_CxD=np.asarray(u_CxD * np.asarray(net.prior_std_D)),
         next_step=step,
         lockstep_proposals=lockstep, seconds=time.perf_counter() - start,
@@ -286,21 +289,25 @@ def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, t
 # ---------------------------------------------------------------------------------------------
 
 def diagnostics(traces: dict[str, np.ndarray], threshold: float = RHAT_THRESHOLD) -> pd.DataFrame:
-    """One row per traced summary: split R-hat and effective sample size over all chains
-    (numpyro.diagnostics), mean and sd. Warns (ConvergenceWarning) naming each summary whose
-    R-hat exceeds threshold. A summary constant across every chain has R-hat NaN (0/0): no warning;
-    chains stuck at different constants have R-hat inf."""
-    rows = []
-    for name, x_CxN in traces.items():
-        x = np.asarray(x_CxN, np.float64)
-        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 4:
-            raise ValueError(f"trace {name!r} must have shape (chains, draws >= 4), got {x.shape}")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r_hat = float(split_gelman_rubin(x))
-            ess = float(effective_sample_size(x))
-        rows.append({"summary": name, "r_hat": r_hat, "ess": ess, "mean": x.mean(), "sd": x.std(),
-                     "chains": x.shape[0], "draws": x.shape[1]})
-        if r_hat > threshold:
-            warnings.warn(f"MCMC summary {name!r} has split R-hat {r_hat:.4g} > {threshold}: "
-                          "the chains have not mixed", ConvergenceWarning, stacklevel=2)
-    return pd.DataFrame(rows, columns=["summary", "r_hat", "ess", "mean", "sd", "chains", "draws"])
+    """One row per traced summary (study.diagnostics.chain_diagnostics: rank-normalised split
+    R-hat, bulk and tail ESS by ArviZ, mean, sd). Warns (ConvergenceWarning) naming each summary
+    whose R-hat exceeds threshold. A summary constant across every chain has R-hat NaN (0/0): no
+    warning; chains stuck at different constants have a huge R-hat and an ESS near the chain count."""
+    table = chain_diagnostics(traces)
+    for r in table[table["r_hat"] > threshold].itertuples():
+        warnings.warn(f"MCMC summary {r.summary!r} has rank-normalised split R-hat {r.r_hat:.4g} > {threshold}: "
+                      "the chains have not mixed", ConvergenceWarning, stacklevel=2)
+    return table
+
+
+def function_indicators(words_CxNxW: np.ndarray, n_test: int, top: int) -> dict[str, np.ndarray]:
+    """Indicator traces (C, N) of the `top` most frequent functions of a chain population,
+    named "f=<hex>": a function-level mixing diagnostic (a chain stuck on its own function shows
+    here even when the traced scalar summaries look mixed)."""
+    C, N, W = words_CxNxW.shape
+    unique_UxW, inverse, counts_U = np.unique(words_CxNxW.reshape(-1, W), axis=0, return_inverse=True,
+                                              return_counts=True)
+    inverse = inverse.reshape(C, N)
+    order = np.argsort(-counts_U, kind="stable")[:top]
+    names = words_to_hex(unique_UxW[order], n_test)
+    return {f"f={name}": (inverse == u).astype(np.float64) for name, u in zip(names, order)}

@@ -15,6 +15,7 @@ import pandas as pd
 
 from study import mcmc, rejection, sgd
 from study.config import ExperimentConfig
+from study.diagnostics import chain_diagnostics
 from study.encoding import bits_to_hex, words_to_hex
 from study.network import Network, build_network
 from study.store import (EVERY_ROW, atomic_write_json, atomic_write_npz, cached_npz, claim_directory, read_chunks,
@@ -129,42 +130,58 @@ def run_sgd(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path
     return out
 
 
-def first_sgd_solutions(cfg: ExperimentConfig, task: Task, net: Network, setting, runs: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Parameters and run ids of the runs among 0..runs-1 of an SGD setting that fitted S: the same
-    runs, with the same keys, as the first rows of that setting's population."""
+def first_sgd_solutions(cfg: ExperimentConfig, task: Task, net: Network, setting, runs: int,
+                        key: jax.Array | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters and run ids of the runs among 0..runs-1 of an SGD setting that fitted S. With the
+    default key these are the same runs, with the same keys, as the first rows of that setting's
+    population; with another key, runs of that setting that are not part of it."""
     trainer = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, runs, keep_params=True)
-    out = jax.device_get(trainer(sgd_key(cfg, setting), 0))
+    out = jax.device_get(trainer(sgd_key(cfg, setting) if key is None else key, 0))
     return out["theta"][out["fitted"]], np.arange(runs)[out["fitted"]]
 
 
-def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array) -> tuple[np.ndarray, str]:
+def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array, init: str) -> tuple[np.ndarray, str]:
     """Zero-training-error starting points for the chains, and where they came from."""
     mc = cfg.mcmc
-    if mc.init == "rejection":
+    if init == "rejection":
         try:
             return mcmc.init_from_rejection(net, task, key, mc.chains), "zero-error prior draws (rejection)"
         except RuntimeError as err:
             raise StageError(f"mcmc.init = 'rejection': {err}; set mcmc.init = 'sgd'") from None
-    # The first runs of an SGD setting (the same runs as that setting's population), kept fitted.
+    # Runs of an SGD setting trained on the MCMC stage's key: independent of the SGD population
+    # that the chains are later compared with (from that population's keys they would pull the
+    # reference towards the very sample it judges).
     setting = cfg.sgd_setting(mc.init_setting)
     runs = 2 * mc.chains  # spare runs for those that do not fit within the step cap
-    theta, _ = first_sgd_solutions(cfg, task, net, setting, runs)
+    theta, _ = first_sgd_solutions(cfg, task, net, setting, runs, key=key)
     if len(theta) < mc.chains:
         raise StageError(f"mcmc.init_setting {setting.name!r}: only {len(theta)} of {runs} runs fitted S; "
                          f"fewer than mcmc.chains = {mc.chains}")
-    return theta[: mc.chains], f"SGD solutions of setting {setting.name}"
+    return theta[: mc.chains], f"SGD solutions of setting {setting.name} (own key stream)"
 
 
-# Split R-hat and ESS of a trace that is constant within every chain are 0/0 (NaN), or inf when the
-# chains sit at different constants: a degenerate trace, which mcmc.diagnostics warns about when
-# R-hat is inf; these are diagnostics, not results.
-DIAGNOSTICS_ALLOWED = {"r_hat": EVERY_ROW, "ess": EVERY_ROW}
+# Split R-hat of a trace that is constant within every chain is 0/0 (NaN), or huge when the chains
+# sit at different constants: a degenerate trace, which mcmc.diagnostics warns about; these are
+# diagnostics, not results.
+DIAGNOSTICS_ALLOWED = {"r_hat": EVERY_ROW, "ess_bulk": EVERY_ROW, "ess_tail": EVERY_ROW}
+TOP_FUNCTIONS_TRACED = 10  # indicator traces of a chain population's most frequent functions
+MCMC_OUTPUTS = {"bayes_mcmc": "mcmc_counts.csv", "bayes_mcmc_from_sgd": "mcmc_from_sgd_counts.csv",
+                "bayes_mcmc_from_rejection": "mcmc_from_rejection_counts.csv"}
+
+
+def mcmc_populations(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """(population, init) of every chain population of the config: the reference chains and,
+    with mcmc.also_init, the check chains."""
+    mc = cfg.mcmc
+    return [("bayes_mcmc", mc.init)] + ([(f"bayes_mcmc_from_{mc.also_init}", mc.also_init)] if mc.also_init else [])
 
 
 def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
     """Elliptical slice sampling of the zero-error posterior in parameter space; writes
-    mcmc_counts.csv (one row per chunk, chain group and function) and mcmc_diagnostics.csv.
+    mcmc_counts.csv (one row per chunk, chain group and function) and mcmc_diagnostics.csv (per
+    population and chain group: rank-normalised R-hat and bulk / tail ESS of the traced summaries
+    and of the indicators of the most frequent functions). With mcmc.also_init a second chain
+    population, from that init on its own key, goes to mcmc_from_<init>_counts.csv.
 
     The chains are split into two groups of independent chains (group = chain parity, each with
     its own key) so that the noise floor can compare two independent halves, as for rejection.
@@ -172,8 +189,38 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     task, net = setup(cfg)
     mc = cfg.mcmc
     directory, config_hash, key = open_stage(cfg, results, "mcmc", MCMC_STREAM, "MCMC chunks")
+    start = time.perf_counter()
+    diags, all_stats = [], []
+    for index, (population, init_kind) in enumerate(mcmc_populations(cfg)):
+        # the reference chains keep the stage's key; the check chains get fold_in(key, 2)
+        pop_dir, pop_key = (directory, key) if index == 0 else (directory / population, jax.random.fold_in(key, 2))
+        counts, stats, diag, source = _run_chain_population(cfg, task, net, pop_dir, pop_key, init_kind, population,
+                                                            progress)
+        diags.append(diag.assign(population=population))
+        all_stats.append(stats.assign(population=population, init=source))
+        write_raw_table(counts.assign(population=population, config_hash=config_hash, seed=cfg.seed),
+                        raw_dir(cfg, results) / MCMC_OUTPUTS[population])
+    diag = pd.concat(diags, ignore_index=True)
+    write_raw_table(diag.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "mcmc_diagnostics.csv",
+                    DIAGNOSTICS_ALLOWED)
+    stats = pd.concat(all_stats, ignore_index=True).assign(
+        config_hash=config_hash, seed=cfg.seed, chains=mc.chains, thin=mc.thin, burn_in=mc.burn_in)
+    write_raw_table(stats, raw_dir(cfg, results) / "mcmc_chunks.csv")
+    out = raw_dir(cfg, results) / "mcmc_counts.csv"
+    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="mcmc", init=str(stats["init"].iat[0]),
+                  wall_seconds_this_invocation=time.perf_counter() - start, max_r_hat=float(diag["r_hat"].max()))
+    return out
+
+
+def _run_chain_population(cfg: ExperimentConfig, task: Task, net: Network, directory: Path, key: jax.Array,
+                          init_kind: str, population: str, progress: bool):
+    """One chain population, chunk by chunk (resumable): its counts, chunk stats, diagnostics
+    (all chains and each group) and where its chains started."""
+    mc = cfg.mcmc
+    directory.mkdir(parents=True, exist_ok=True)
+
     def make_init():
-        theta0, source = mcmc_init(cfg, task, net, jax.random.fold_in(key, 0))
+        theta0, source = mcmc_init(cfg, task, net, jax.random.fold_in(key, 0), init_kind)
         return {"theta_CxD": theta0, "source": np.array(source)}
 
     init = cached_npz(directory / "init.npz", make_init)
@@ -195,13 +242,14 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
                 init, burn = theta_g, mc.burn_in
             else:
                 u = prev[f"u{g}"]
-                init = mcmc.ChainRun(counts={}, traces={}, u_CxD=u, theta_CxD=u * np.asarray(net.prior_std_D),
-                                     next_step=int(prev[f"step{g}"]), lockstep_proposals=0, seconds=0.0)
+                init = mcmc.ChainRun(counts={}, traces={}, words_CxNxW=np.zeros((0, 0, 0), np.uint32), u_CxD=u,
+                                     theta_CxD=u * np.asarray(net.prior_std_D), next_step=int(prev[f"step{g}"]),
+                                     lockstep_proposals=0, seconds=0.0)
                 burn = 0
             run = mcmc.run_chains(net, task, key_g, init, n_keep=mc.chunk_samples, thin=mc.thin, burn_in=burn,
                                   keep_per_call=per_call, runner=runner)
             rows += [{"chunk": c, "group": g, "function": f, "count": n} for f, n in sorted(run.counts.items())]
-            for name, x in run.traces.items():
+            for name, x in (run.traces | {"words": run.words_CxNxW}).items():
                 traces.setdefault(name, []).append(x)
             new_state |= {f"u{g}": run.u_CxD, f"step{g}": np.int64(run.next_step)}
             stats["samples"] += sum(run.counts.values())
@@ -211,9 +259,8 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
         atomic_write_npz(state_file(c), **new_state)  # before the chunk's JSON marks it complete
         return pd.DataFrame(rows, columns=["chunk", "group", "function", "count"]), stats
 
-    start = time.perf_counter()
     n_chunks = mc.samples // mc.chunk_samples
-    tables = run_chunks(directory, n_chunks, compute, "mcmc", progress,
+    tables = run_chunks(directory, n_chunks, compute, population.replace("bayes_", ""), progress,
                         chunk_files=lambda c: [directory / f"traces_{c:05d}.npz", state_file(c)])
     counts, stats = read_chunks(tables)
     traces = {}
@@ -221,21 +268,19 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
         with np.load(directory / f"traces_{c:05d}.npz") as f:
             for name in f.files:
                 traces.setdefault(name, []).append(f[name])
+    traces = {k: np.concatenate(v, axis=1) for k, v in traces.items()}
+    # chains of group 0 come first in every chunk's traces (groups[0] has chains 0, 2, 4, ...)
+    traces |= mcmc.function_indicators(traces.pop("words"), len(task.test_idx), TOP_FUNCTIONS_TRACED)
+    half = len(theta0) // 2
+    diags = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", mcmc.ConvergenceWarning)
-        diag = mcmc.diagnostics({k: np.concatenate(v, axis=1) for k, v in traces.items()})
+        for group, rows in (("all", slice(None)), ("0", slice(0, half)), ("1", slice(half, None))):
+            diagnose = mcmc.diagnostics if group == "all" else chain_diagnostics  # warn once, for all chains
+            diags.append(diagnose({k: v[rows] for k, v in traces.items()}).assign(group=group))
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    out = raw_dir(cfg, results) / "mcmc_counts.csv"
-    write_raw_table(diag.assign(config_hash=config_hash, seed=cfg.seed), raw_dir(cfg, results) / "mcmc_diagnostics.csv",
-                    DIAGNOSTICS_ALLOWED)
-    stats = stats.assign(config_hash=config_hash, seed=cfg.seed, chains=mc.chains, thin=mc.thin, burn_in=mc.burn_in,
-                         init=source)
-    write_raw_table(stats, raw_dir(cfg, results) / "mcmc_chunks.csv")
-    write_raw_table(counts.assign(population="bayes_mcmc", config_hash=config_hash, seed=cfg.seed), out)
-    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="mcmc", init=source,
-                  wall_seconds_this_invocation=time.perf_counter() - start, max_r_hat=float(diag["r_hat"].max()))
-    return out
+        print(f"warning: {population}: {w.message}", file=sys.stderr)
+    return counts, stats, pd.concat(diags, ignore_index=True), source
 
 
 def write_done(cfg: ExperimentConfig, results: Path, stages: list[str]) -> None:
@@ -291,7 +336,7 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
                 diag = mcmc.diagnostics({"nngp_zE_mean": res.zE_mean_CxT, "nngp_fE_fraction": res.fE_frac_CxT})
             return table, {"draws": 0, "accepted": int(sum(res.counts.values())), "seconds": res.seconds,
                            "mean_shrinks": res.mean_shrinks, "cap_hits": res.cap_hits,
-                           "r_hat_max": float(diag["r_hat"].max()), "ess_min": float(diag["ess"].min())}
+                           "r_hat_max": float(diag["r_hat"].max()), "ess_min": float(diag["ess_bulk"].min())}
 
     start = time.perf_counter()
     tables = run_chunks(directory, n_chunks, compute, "nngp exact", progress)

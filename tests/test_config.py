@@ -42,6 +42,8 @@ def test_every_shipped_config_loads(path):
     (with_("mcmc", samples=100, chunk_samples=30), "mcmc.chunk_samples"),
     (with_("mcmc", init="sgd", init_setting="nope"), "mcmc.init_setting"),
     (with_("mcmc", init="vi"), "mcmc.init"),
+    (with_("mcmc", also_init="rejection"), "mcmc.also_init"),  # the same init twice
+    (with_("mcmc", also_init="sgd", init_setting="nope"), "mcmc.init_setting"),
     (with_("mcmc", chains=0), "mcmc.chains"),
     (with_("nngp", exact="hmc"), "nngp.exact"),
     (with_("nngp", draws=1000, chunk_draws=512, batch=256), "nngp.draws"),

@@ -63,6 +63,7 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     chunks = pd.read_csv(smoke / "raw" / "rejection_chunks.csv")
     assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
     for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage", "mcmc_summary",
+                  "effective_sizes", "radius_censoring",
                   "estimators", "pb_estimates", "nngp_summary", "geometry_identity", "geometry_summary",
                   "geometry_compare", "geometry_by_function", "geometry_paired", "accessibility", "sweep_summary",
                   "sweep_correlation"):
@@ -72,10 +73,22 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     for _, g in joint.groupby("setting"):
         assert abs(g["p_sgd"].sum() - 1) < 1e-9 and abs(g["p_bayes"].sum() - 1) < 1e-9
     agreement = pd.read_csv(smoke / "tables" / "agreement.csv")
-    assert set(agreement["comparison"]) == {"sgd_vs_bayes", "sgd_vs_bayes_matched", "bayes_vs_bayes", "sgd_vs_nngp_ep"}
+    assert set(agreement["comparison"]) == {"sgd_vs_bayes", "sgd_vs_nngp_ep"}
     estimators = pd.read_csv(smoke / "tables" / "estimators.csv")
-    assert {"bayes_rejection_vs_bayes_mcmc", "bayes_rejection_vs_nngp_exact", "bayes_mcmc_vs_nngp_ep",
-            "bayes_mcmc_vs_bayes_mcmc"} <= set(estimators["comparison"])
+    assert {"bayes_mcmc_vs_bayes_rejection", "nngp_exact_vs_bayes_rejection", "bayes_mcmc_from_sgd_vs_bayes_rejection",
+            "bayes_mcmc_vs_nngp_ep"} <= set(estimators["comparison"])
+    for table in (agreement, estimators):
+        matched = table.dropna(subset=["floor_n_a"])
+        # every comparison and its floor at one n, never above any side's effective size
+        assert len(matched) and (matched[["n_b", "floor_n_a", "floor_n_b"]].to_numpy() == matched[["n_a"]].to_numpy()).all()
+        assert (matched["n_a"] <= matched[["n_eff_test", "n_eff_reference_a"]].min(axis=1) + 0.5).all()
+        assert matched["p_value"].between(0, 1).all() and matched["effect_low"].le(matched["effect_high"]).all()
+        # two halves of one sampler pass the two-sample test
+        assert (matched["floor_p_value"] > 0.01).all()
+    sizes = pd.read_csv(smoke / "tables" / "effective_sizes.csv").set_index("population")
+    assert sizes.loc["bayes_rejection", "n_eff"] == counts["count"].sum()  # independent draws: their number
+    chains = pd.read_csv(smoke / "raw" / "mcmc_chunks.csv")
+    assert sizes.loc["bayes_mcmc", "n_eff"] < chains.loc[chains["population"] == "bayes_mcmc", "samples"].sum()
     mcmc_counts = pd.read_csv(smoke / "raw" / "mcmc_counts.csv")
     assert set(mcmc_counts["group"]) == {0, 1}  # two independent chain groups for the noise floor
     for name in FIGURES:
@@ -104,6 +117,26 @@ def test_geometry_points_are_the_populations_own_points(smoke):
     assert (geom["hess_mse_top_residual"] < 1e-3).all()
     ep = pd.read_csv(smoke / "raw" / "nngp_ep.csv", dtype={"function": str})
     assert (ep["ep_status"] == "converged").all() and ep["log_p"].notna().all()
+
+
+def test_sgd_started_chains_start_outside_the_sgd_population(smoke):
+    """The check chains start from runs of the setting trained on the MCMC stage's own keys: none
+    of their starting points is one of the population's own first runs (which SGD's table holds)."""
+    import numpy as np
+
+    from study.config import load
+    from study.stages import first_sgd_solutions, setup
+
+    cfg = load(SMOKE)
+    task, net = setup(cfg)
+    with np.load(smoke / "raw" / "mcmc" / "bayes_mcmc_from_sgd" / "init.npz") as f:
+        starts = f["theta_CxD"]
+    own, _ = first_sgd_solutions(cfg, task, net, cfg.sgd_setting(cfg.mcmc.init_setting), 2 * cfg.mcmc.chains)
+    assert len(starts) == cfg.mcmc.chains and len(own)
+    assert not (np.abs(starts[:, None, :] - own[None, :, :]).max(axis=2) < 1e-6).any()
+    summary = pd.read_csv(smoke / "tables" / "mcmc_summary.csv").set_index("population")
+    assert "own key stream" in summary.loc["bayes_mcmc_from_sgd", "init"]
+    assert summary["r_hat_functions_max"].notna().all() and summary["ess_bulk_functions_min"].gt(0).all()
 
 
 def test_sweep_measures_every_zero_error_point_of_every_variant(smoke):

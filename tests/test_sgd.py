@@ -59,7 +59,9 @@ def test_population_matches_one_at_a_time_reference(setting):
 def test_fits_and_records_every_run():
     out = train(SGDSetting("s", "sgd", 0.1, 2, "ce"), runs=64, pool=16)
     assert out["fitted"].all() and len(out["steps"]) == 64
-    assert (out["steps"] >= 0).all() and (out["loss"] > 0).all()
+    # every training input on the right side of 0 puts each cross-entropy term softplus(-margin)
+    # below log 2: the recorded loss is the fitted network's, not a stale one from an earlier step
+    assert (out["loss"] < np.log(2)).all()
 
 
 def test_runs_that_cannot_fit_are_recorded_not_dropped():
