@@ -32,17 +32,19 @@ STUDY_ARGS ?= $(if $(CI),--no-progress)
 TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended
 
 FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators
-# Geometry figures (E4, E6) only for the experiments whose config has a [geometry] section, and
-# fig_sweep (E5) only for those with a [sweep] section.
+# Geometry figures (E4, E6) only for the experiments whose config has a [geometry] section,
+# fig_sweep (E5) only for those with a [sweep] section, fig_mcmc_traces for those with [mcmc].
 GEOMETRY_FIGURES = fig_identity fig_geometry fig_accessibility
 with_section = $(foreach n,$(NAMES),$(if $(shell grep -l '^\[$(1)\]' configs/$(n).toml 2>/dev/null),$(n)))
 GEOMETRY_NAMES = $(call with_section,geometry)
 SWEEP_NAMES = $(call with_section,sweep)
+MCMC_NAMES = $(call with_section,mcmc)
 FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(foreach n,$(GEOMETRY_NAMES),$(GEOMETRY_FIGURES:%=results/$(n)/figures/%.pdf)) \
-              $(SWEEP_NAMES:%=results/%/figures/fig_sweep.pdf)
+              $(SWEEP_NAMES:%=results/%/figures/fig_sweep.pdf) \
+              $(MCMC_NAMES:%=results/%/figures/fig_mcmc_traces.pdf)
 MACROS = $(NAMES:%=results/%/macros.tex)
-FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_sweep.py,$(wildcard figures/*.py))
+FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_sweep.py figures/fig_mcmc_traces.py,$(wildcard figures/*.py))
 STUDY_SRC = $(wildcard study/*.py)
 ANALYSIS_SRC = $(wildcard analysis/*.py)
 PAPER_SRC = $(filter-out paper/profile.tex,$(wildcard paper/*.tex paper/*.bib paper/*.sty paper/*.cls))

@@ -54,6 +54,7 @@ def build(cfg, results: Path) -> Path:
     if cfg.mcmc is not None:
         out["mcmc_summary"] = tables.mcmc_summary(raw["mcmc_chunks"], raw["mcmc_diagnostics"], estimators, n_eff)
         out["mcmc_diagnostics"] = raw["mcmc_diagnostics"]
+        out["mcmc_traces"] = tables.mcmc_traces_table(raw["mcmc_traces"], estimators, task)
     if len(estimators) > 1 or ep is not None:
         out["estimators"] = tables.estimator_table(estimators, ep, ep_complete, cfg, n_eff)
         out["pb_estimates"] = tables.pb_estimates(estimators, ep)

@@ -110,7 +110,7 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
 # a subsample of n items vary about the truth as p(1-p)/n (1 + n/ESS - n/N), within 1/THIN of n
 # independent draws, so comparisons, floors, bootstraps and permutation tests may treat it as
 # independent. (Thinned to n = ESS it would be twice as noisy as ESS independent draws.)
-THIN = 10
+THIN = 20
 
 
 def usable(n_eff: float, items: int) -> int:
@@ -283,6 +283,21 @@ def mcmc_summary(chunk_stats: pd.DataFrame, diagnostics: pd.DataFrame, estimator
     return pd.DataFrame(rows)
 
 
+def mcmc_traces_table(curves: pd.DataFrame, estimators: dict[str, pd.DataFrame], task: Task) -> pd.DataFrame:
+    """The chain-averaged traces (raw/mcmc_traces.csv) with, where exact rejection ran, each traced
+    quantity's value under rejection's P_B (a function's frequency; the mean test error): where
+    the chains have mixed, both groups' curves lie on it."""
+    curves = curves.drop(columns=["config_hash", "seed"], errors="ignore")
+    if BAYES not in estimators:
+        return curves.assign(rejection_value=np.nan)
+    counts = bayes_counts(estimators[BAYES])
+    total = sum(counts.values())
+    errors = {f: float(np.mean(hex_to_bits(f, len(task.test_idx)) != task.y_test)) for f in counts}
+    values = {"test_error": sum(n * errors[f] for f, n in counts.items()) / total}
+    values |= {f"f={f}": n / total for f, n in counts.items()}
+    return curves.assign(rejection_value=curves["summary"].map(lambda k: values.get(k, 0.0 if k.startswith("f=") else np.nan)))
+
+
 def coverage_table(joint: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Per setting: functions with >= threshold counts in both populations and the decades of P_B they span."""
     rows = []
@@ -313,6 +328,7 @@ def read_raw(raw_dir: Path, cfg: ExperimentConfig) -> dict:
         out["rejection_chunks"] = read("rejection_chunks.csv")
     if cfg.mcmc is not None:
         out["mcmc_diagnostics"], out["mcmc_chunks"] = read("mcmc_diagnostics.csv"), read("mcmc_chunks.csv")
+        out["mcmc_traces"] = read("mcmc_traces.csv")
     if cfg.nngp is not None:
         out["nngp_ep"], out["nngp_summary"] = read("nngp_ep.csv"), read("nngp_summary.csv")
     if cfg.geometry is not None:

@@ -1,7 +1,6 @@
 """E2 estimator cross-check: log10 P_B(f|S) of every function under each estimator against every
 other (rejection and MCMC in parameter space, exact sampling and EP with the NNGP kernel), as a
 scatter matrix with y = x. Reads tables/pb_estimates.csv (one row per function and estimator)."""
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 

@@ -165,6 +165,7 @@ def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array, i
 # diagnostics, not results.
 DIAGNOSTICS_ALLOWED = {"r_hat": EVERY_ROW, "ess_bulk": EVERY_ROW, "ess_tail": EVERY_ROW}
 TOP_FUNCTIONS_TRACED = 10  # indicator traces of a chain population's most frequent functions
+TRACE_PLOTTED = 3  # of which the chain-averaged traces go to mcmc_traces.csv
 MCMC_OUTPUTS = {"bayes_mcmc": "mcmc_counts.csv", "bayes_mcmc_from_sgd": "mcmc_from_sgd_counts.csv",
                 "bayes_mcmc_from_rejection": "mcmc_from_rejection_counts.csv"}
 
@@ -180,7 +181,8 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     """Elliptical slice sampling of the zero-error posterior in parameter space; writes
     mcmc_counts.csv (one row per chunk, chain group and function) and mcmc_diagnostics.csv (per
     population and chain group: rank-normalised R-hat and bulk / tail ESS of the traced summaries
-    and of the indicators of the most frequent functions). With mcmc.also_init a second chain
+    and of the indicators of the most frequent functions) and mcmc_traces.csv (chain-averaged
+    traces per group of the test error and the top functions' indicators). With mcmc.also_init a second chain
     population, from that init on its own key, goes to mcmc_from_<init>_counts.csv.
 
     The chains are split into two groups of independent chains (group = chain parity, each with
@@ -190,13 +192,14 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     mc = cfg.mcmc
     directory, config_hash, key = open_stage(cfg, results, "mcmc", MCMC_STREAM, "MCMC chunks")
     start = time.perf_counter()
-    diags, all_stats = [], []
+    diags, all_stats, all_curves = [], [], []
     for index, (population, init_kind) in enumerate(mcmc_populations(cfg)):
         # the reference chains keep the stage's key; the check chains get fold_in(key, 2)
         pop_dir, pop_key = (directory, key) if index == 0 else (directory / population, jax.random.fold_in(key, 2))
-        counts, stats, diag, source = _run_chain_population(cfg, task, net, pop_dir, pop_key, init_kind, population,
-                                                            progress)
+        counts, stats, diag, curves, source = _run_chain_population(cfg, task, net, pop_dir, pop_key, init_kind,
+                                                                    population, progress)
         diags.append(diag.assign(population=population))
+        all_curves.append(curves.assign(population=population))
         all_stats.append(stats.assign(population=population, init=source))
         write_raw_table(counts.assign(population=population, config_hash=config_hash, seed=cfg.seed),
                         raw_dir(cfg, results) / MCMC_OUTPUTS[population])
@@ -206,6 +209,8 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
     stats = pd.concat(all_stats, ignore_index=True).assign(
         config_hash=config_hash, seed=cfg.seed, chains=mc.chains, thin=mc.thin, burn_in=mc.burn_in)
     write_raw_table(stats, raw_dir(cfg, results) / "mcmc_chunks.csv")
+    write_raw_table(pd.concat(all_curves, ignore_index=True).assign(config_hash=config_hash, seed=cfg.seed),
+                    raw_dir(cfg, results) / "mcmc_traces.csv")
     out = raw_dir(cfg, results) / "mcmc_counts.csv"
     write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="mcmc", init=str(stats["init"].iat[0]),
                   wall_seconds_this_invocation=time.perf_counter() - start, max_r_hat=float(diag["r_hat"].max()))
@@ -215,7 +220,7 @@ def run_mcmc(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
 def _run_chain_population(cfg: ExperimentConfig, task: Task, net: Network, directory: Path, key: jax.Array,
                           init_kind: str, population: str, progress: bool):
     """One chain population, chunk by chunk (resumable): its counts, chunk stats, diagnostics
-    (all chains and each group) and where its chains started."""
+    (all chains and each group), chain-averaged traces and where its chains started."""
     mc = cfg.mcmc
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -280,7 +285,13 @@ def _run_chain_population(cfg: ExperimentConfig, task: Task, net: Network, direc
             diags.append(diagnose({k: v[rows] for k, v in traces.items()}).assign(group=group))
     for w in caught:
         print(f"warning: {population}: {w.message}", file=sys.stderr)
-    return counts, stats, pd.concat(diags, ignore_index=True), source
+    # chain-averaged traces of each group for the trace figure: the test error and the indicators
+    # of the TRACE_PLOTTED most frequent functions (f= names in order of frequency)
+    plotted = ["test_error"] + [k for k in traces if k.startswith("f=")][:TRACE_PLOTTED]
+    curves = pd.DataFrame([{"summary": name, "group": g, "sample": k, "chain_mean": float(v)}
+                           for name in plotted for g, rows in enumerate((slice(0, half), slice(half, None)))
+                           for k, v in enumerate(traces[name][rows].mean(axis=0))])
+    return counts, stats, pd.concat(diags, ignore_index=True), curves, source
 
 
 def write_done(cfg: ExperimentConfig, results: Path, stages: list[str]) -> None:
@@ -327,13 +338,16 @@ def run_nngp(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pat
 
         def compute(c: int):
             res = truncated.ess_function_counts(jax.random.fold_in(key, c), K, y_S, ng.chains, per_chain * ng.thin,
-                                           ng.burn_in, thin=ng.thin)
+                                                ng.burn_in, thin=ng.thin, return_words=True)
             table = pd.DataFrame({"chunk": c, "function": list(res.counts), "count": list(res.counts.values())},
                                  columns=["chunk", "function", "count"]).sort_values("function")
-            # Convergence of the chunk's chains (which start overdispersed, from folded prior draws).
+            # Convergence of the chunk's chains (which start overdispersed, from folded prior draws),
+            # function-level too: indicators of the chunk's most frequent functions.
+            traces = {"nngp_zE_mean": res.zE_mean_CxT, "nngp_fE_fraction": res.fE_frac_CxT}
+            traces |= mcmc.function_indicators(res.words_CxTxW, n_test, TOP_FUNCTIONS_TRACED)
             with warnings.catch_warnings():  # one warning for the stage, below, not one per chunk
                 warnings.simplefilter("ignore", mcmc.ConvergenceWarning)
-                diag = mcmc.diagnostics({"nngp_zE_mean": res.zE_mean_CxT, "nngp_fE_fraction": res.fE_frac_CxT})
+                diag = mcmc.diagnostics(traces)
             return table, {"draws": 0, "accepted": int(sum(res.counts.values())), "seconds": res.seconds,
                            "mean_shrinks": res.mean_shrinks, "cap_hits": res.cap_hits,
                            "r_hat_max": float(diag["r_hat"].max()), "ess_min": float(diag["ess_bulk"].min())}

@@ -17,8 +17,9 @@ from study import cli
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
 FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators", "fig_identity",
-           "fig_geometry", "fig_accessibility", "fig_sweep")
-RAW = ("bayes_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "nngp_ep.csv",
+           "fig_geometry", "fig_accessibility", "fig_sweep", "fig_mcmc_traces")
+RAW = ("bayes_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "mcmc_traces.csv",
+       "mcmc_from_sgd_counts.csv", "nngp_ep.csv",
        "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv", "sweep.csv")
 
 
@@ -63,7 +64,7 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     chunks = pd.read_csv(smoke / "raw" / "rejection_chunks.csv")
     assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
     for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage", "mcmc_summary",
-                  "effective_sizes", "radius_censoring",
+                  "effective_sizes", "radius_censoring", "mcmc_traces",
                   "estimators", "pb_estimates", "nngp_summary", "geometry_identity", "geometry_summary",
                   "geometry_compare", "geometry_by_function", "geometry_paired", "accessibility", "sweep_summary",
                   "sweep_correlation"):
