@@ -12,6 +12,7 @@ import pandas as pd
 from analysis import geometry, latex, sweep, tables
 from analysis.macros import macro_name, render
 from study.cli import load_or_report
+from study.stages import TOP_FUNCTIONS_TRACED
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.tasks import make_task
 
@@ -84,7 +85,9 @@ def build(cfg, results: Path) -> Path:
     if cfg.geometry is not None:
         macros |= geometry.geometry_macros(out) | {"GeoPointsPerPopulation": cfg.geometry.points,
                                                    "GeoDelta": cfg.geometry.delta,
-                                                   "GeoMinPoints": cfg.analysis.geometry_min_points}
+                                                   "GeoMinPoints": cfg.analysis.geometry_min_points,
+                                                   "GeoRadiusMax": cfg.geometry.radius_max,
+                                                   "GeoDirections": cfg.geometry.directions}
     if cfg.sweep is not None:
         macros |= sweep.sweep_macros(out["sweep_summary"], out["sweep_correlation"]) | {
             "SweepMinSteps": cfg.sweep.min_steps, "SweepSetting": cfg.sweep.setting.replace("_", r"\_")}
@@ -135,6 +138,8 @@ def paper_macros(cfg, out: dict) -> dict:
          "SigmaW": cfg.network.sigma_w, "SigmaB": cfg.network.sigma_b, "Seed": cfg.seed,
          "CountThreshold": cfg.analysis.count_threshold, "Bootstrap": cfg.analysis.bootstrap,
          "ConfidencePct": int(round(100 * cfg.analysis.confidence)), "NumSettings": len(runs_sum),
+         "MatchedReps": cfg.analysis.matched_reps, "Permutations": cfg.analysis.permutations,
+         "ChainThin": tables.THIN, "TracedFunctions": TOP_FUNCTIONS_TRACED,
          "Reference": latex.ESTIMATOR_NAMES[cfg.reference]}
     if "sampler_summary" in out:
         s = out["sampler_summary"].iloc[0]

@@ -239,7 +239,7 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
         m[macro_name("Geo", r.population, r.measure, "Median")] = float(r.median)
     for r in out["geometry_compare"].itertuples():
         k = lambda *p: macro_name("Geo", r.population, r.measure, *p)
-        m |= {k("ProbGreater"): float(r.prob_greater), k("PValue"): float(r.p_value),
+        m |= {k("ProbGreater"): float(r.prob_greater), k("PValue"): float(r.p_value), k("QValue"): float(r.q_value),
               k("MedianDiff"): float(r.median_difference), k("MedianDiffLo"): float(r.ci_low),
               k("MedianDiffHi"): float(r.ci_high)}
     for r in out["geometry_paired"].itertuples():

@@ -240,7 +240,10 @@ def _run_chain_population(cfg: ExperimentConfig, task: Task, net: Network, direc
 
     def compute(c: int):
         rows, traces, stats = [], {}, {"samples": 0, "seconds": 0.0, "lockstep_proposals": 0}
-        prev = np.load(state_file(c - 1)) if c > 0 else None
+        prev = None
+        if c > 0:
+            with np.load(state_file(c - 1)) as f:
+                prev = {k: f[k] for k in f.files}
         new_state = {}
         for g, (theta_g, key_g) in enumerate(zip(groups, group_keys)):
             if prev is None:

@@ -143,7 +143,7 @@ def cached_npz(path: Path, make: Callable[[], dict]) -> dict[str, np.ndarray]:
     for attempt in range(2):
         if path.exists():
             try:
-                with np.load(path) as f:
+                with open(path, "rb") as handle, np.load(handle) as f:  # closed even when np.load fails
                     return {k: f[k] for k in f.files}
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
                 if attempt:

@@ -80,10 +80,12 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
             "bayes_mcmc_vs_nngp_ep"} <= set(estimators["comparison"])
     for table in (agreement, estimators):
         matched = table.dropna(subset=["floor_n_a"])
-        # every comparison and its floor at one n, never above any side's effective size
-        assert len(matched) and (matched[["n_b", "floor_n_a", "floor_n_b"]].to_numpy() == matched[["n_a"]].to_numpy()).all()
+        # every comparison and its floor at the same sizes (n_a for the sample and half A, n_b for half B),
+        # never above the sample's or half A's effective size
+        assert len(matched) and (matched["floor_n_a"] == matched["n_a"]).all() and (matched["floor_n_b"] == matched["n_b"]).all()
         assert (matched["n_a"] <= matched[["n_eff_test", "n_eff_reference_a"]].min(axis=1) + 0.5).all()
-        assert matched["p_value"].between(0, 1).all() and matched["effect_low"].le(matched["effect_high"]).all()
+        tv = matched[matched["statistic"] == "tv"]  # correlations are NaN with fewer than 3 common functions
+        assert tv["p_value"].between(0, 1).all() and (tv["effect_low"] <= tv["effect_high"]).all()
         # two halves of one sampler pass the two-sample test
         assert (matched["floor_p_value"] > 0.01).all()
     sizes = pd.read_csv(smoke / "tables" / "effective_sizes.csv").set_index("population")
