@@ -86,7 +86,7 @@ def build(cfg, results: Path) -> Path:
         macros |= geometry.geometry_macros(out) | {"GeoPointsPerPopulation": cfg.geometry.points,
                                                    "GeoDelta": cfg.geometry.delta,
                                                    "GeoMinPoints": cfg.analysis.geometry_min_points,
-                                                   "GeoRadiusMax": cfg.geometry.radius_max,
+                                                   "GeoRadiusMax": f"{cfg.geometry.radius_max:g}",
                                                    "GeoDirections": cfg.geometry.directions}
     if cfg.sweep is not None:
         macros |= sweep.sweep_macros(out["sweep_summary"], out["sweep_correlation"]) | {
@@ -151,8 +151,8 @@ def paper_macros(cfg, out: dict) -> dict:
             m |= {k("Chains"): int(r.chains), k("Samples"): int(r.samples), k("Thin"): int(r.thin),
                   k("BurnIn"): int(r.burn_in), k("Distinct"): int(r.distinct_functions),
                   k("RhatMax"): float(r.r_hat_max), k("RhatFunctionsMax"): float(r.r_hat_functions_max),
-                  k("EssFunctionsMin"): float(r.ess_bulk_functions_min),
-                  k("EssTailFunctionsMin"): float(r.ess_tail_functions_min),
+                  k("EssFunctionsMin"): int(r.ess_bulk_functions_min),
+                  k("EssTailFunctionsMin"): int(r.ess_tail_functions_min),
                   k("NEff"): int(r.n_eff), k("NEffHalf"): int(min(r.n_eff_half_a, r.n_eff_half_b)),
                   k("Mixed"): "mixed" if r.mixed else "not mixed", k("Init"): r.init.replace("_", r"\_")}
     if "nngp_summary" in out:

@@ -21,6 +21,12 @@ def _effect_cell(row: pd.Series) -> str:
     return rf"{fmt(float(row['effect']))} [{fmt(float(row['effect_low']))}, {fmt(float(row['effect_high']))}]"
 
 
+def span(lo: float, hi: float) -> str:
+    """"lo--hi" as the paper prints it, or one number where both print alike."""
+    a, b = fmt(lo), fmt(hi)
+    return a if a == b else f"{a}--{b}"
+
+
 def _p(p: float) -> str:
     return "n/a" if pd.isna(p) else fmt(float(p), 2)
 
@@ -56,14 +62,16 @@ def summary_macros(agreement: pd.DataFrame, alpha: float = 0.05) -> dict:
     for stat, name in [("pearson_log", "Pearson"), ("slope_log", "Slope"), ("tv", "Tv"), ("kl", "Kl")]:
         vals = matched[matched["statistic"] == stat]
         for column, label in (("value", "Matched"), ("floor", "Floor"), ("effect", "Effect")):
-            out[f"{label}{name}Min"], out[f"{label}{name}Max"] = float(vals[column].min()), float(vals[column].max())
+            lo, hi = float(vals[column].min()), float(vals[column].max())
+            out[f"{label}{name}Min"], out[f"{label}{name}Max"], out[f"{label}{name}Range"] = lo, hi, span(lo, hi)
         out[f"SettingsWorse{name}"] = int(WORSE[stat](vals).sum())
         if stat == "slope_log":
             out["SettingsSteeperSlope"] = int((vals["effect_low"] > 0).sum())
     tests = matched.drop_duplicates("setting")
     out |= {"MatchedNMin": int(tests["n_a"].min()), "MatchedNMax": int(tests["n_a"].max()),
+            "MatchedNRange": span(int(tests["n_a"].min()), int(tests["n_a"].max())),
             "PValueMin": float(tests["p_value"].min()), "PValueMax": float(tests["p_value"].max()),
-            "FloorPValueMin": float(tests["floor_p_value"].min()),
+            "FloorPValueMin": float(tests["floor_p_value"].min()), "FloorPValueMax": float(tests["floor_p_value"].max()),
             "SettingsRejected": int((tests["q_value"] < alpha).sum()), "TestAlpha": alpha}
     tv = matched[matched["statistic"] == "tv"].sort_values("effect")
     out["ClosestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[0]) + "}"

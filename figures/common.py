@@ -52,14 +52,15 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
                    xlabel: str, note: str):
     """P_SGD (y) against a P_B estimate (column x), log-log, one panel per SGD setting, with y = x.
     Filled points (coloured by test error) are those in `above`; each title gives the setting's
-    r_log of `comparison` from agreement.csv with its interval. Returns the figure."""
+    r_log of `comparison` from agreement.csv, beside its matched floor and with the permutation p
+    (against a sampled reference) or with its interval (against EP). Returns the figure."""
     import numpy as np
 
     settings = list(dict.fromkeys(seen["setting"]))
     lo = 10 ** np.floor(np.log10(min(seen["p_sgd"].min(), seen[x].min())))
     ncol = min(3, len(settings))
     nrow = -(-len(settings) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.1 * nrow), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.4 * nrow), squeeze=False, sharex=True, sharey=True)
     for ax, setting in zip(axes.flat, settings):
         mine = seen["setting"] == setting
         filled, hollow = seen[mine & above], seen[mine & ~above]
@@ -69,7 +70,12 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
         ax.set(xscale="log", yscale="log", xlim=(lo, 1), ylim=(lo, 1))
         r = agreement[(agreement["comparison"] == comparison) & (agreement["setting"] == setting)
                       & (agreement["statistic"] == "pearson_log")].iloc[0]
-        ax.set_title(f"{setting}\n$r_{{\\log}}$ = {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", fontsize=8)
+        if "floor" in r and pd.notna(r["floor_n_a"]):  # matched comparison: beside its floor, with the test
+            two = lambda x: f"{x:.2f}" if np.isfinite(x) else "n/a"  # n/a: < 3 functions common at this n
+            text = f"$r_{{\\log}}$ = {two(r.value)} (floor {two(r.floor)})\nn = {int(r.n_a)}, p = {r.p_value:.2g}"
+        else:  # against a computed P_B: the bootstrap interval
+            text = f"$r_{{\\log}}$ = {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        ax.set_title(f"{setting}\n{text}", fontsize=7)
     for ax in axes.flat[len(settings):]:
         ax.axis("off")
     for ax in axes[-1]:
@@ -77,5 +83,5 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
     for ax in axes[:, 0]:
         ax.set_ylabel(r"$P_{SGD}(f\mid S)$")
     fig.colorbar(sc, ax=axes, shrink=0.6, label="test error on E")
-    fig.suptitle(note, fontsize=8, y=1.0 + 0.08 / nrow)  # above the two-line panel titles
+    fig.suptitle(note, fontsize=8, y=1.0 + 0.12 / nrow)  # above the three-line panel titles
     return fig
