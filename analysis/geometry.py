@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from analysis import stats
+
 # The measures compared between populations (columns of raw/geometry.csv).
 MEASURES = {
     "ntk_S_entropy_rank": "features on S (entropy rank of the NTK Gram)",
@@ -87,17 +89,6 @@ def radius_censoring(geom: pd.DataFrame) -> pd.DataFrame:
                          for pop, g in geom.groupby("population", sort=False)])
 
 
-def with_q_values(table: pd.DataFrame, p_column: str) -> pd.DataFrame:
-    """table with q_value: Benjamini-Hochberg adjusted p-values over all its rows with a p-value
-    (scipy.stats.false_discovery_control), the family being every comparison in the table."""
-    p = table[p_column].to_numpy(float)
-    q = np.full(len(p), np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        q[ok] = sps.false_discovery_control(p[ok], method="bh")
-    return table.assign(q_value=q, comparisons=int(ok.sum()))
-
-
 def population_summary(geom: pd.DataFrame) -> pd.DataFrame:
     """Long table: one row per population and measure (n, mean, quartiles)."""
     rows = []
@@ -136,7 +127,7 @@ def compare_populations(geom: pd.DataFrame, reference: str, rng: np.random.Gener
                          "n_reference": len(b), "median": float(np.median(a)), "median_reference": float(np.median(b)),
                          "median_difference": diff, "ci_low": lo, "ci_high": hi,
                          "prob_greater": float(u.statistic / (len(a) * len(b))), "p_value": float(u.pvalue)})
-    return with_q_values(pd.DataFrame(rows), "p_value")
+    return stats.with_q_values(pd.DataFrame(rows), "p_value")
 
 
 def by_function(geom: pd.DataFrame, joint: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -174,7 +165,7 @@ def paired_by_function(fn: pd.DataFrame, min_points: int) -> pd.DataFrame:
                          "frac_sgd_larger": larger / len(d) if len(d) else np.nan,
                          "median_difference": float(np.median(d)) if len(d) else np.nan, "p_sign_test": p,
                          "min_points": min_points})
-    return with_q_values(pd.DataFrame(rows), "p_sign_test")
+    return stats.with_q_values(pd.DataFrame(rows), "p_sign_test")
 
 
 def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, boot: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 STATISTICS = ("pearson_log", "spearman_log", "slope_log", "kl", "tv", "n_common")
@@ -167,3 +168,14 @@ def _nanmean(x: np.ndarray) -> float:
 
 def _nansd(x: np.ndarray) -> float:
     return float(np.nanstd(x, ddof=1)) if np.isfinite(x).sum() >= 2 else np.nan
+
+
+def with_q_values(table: pd.DataFrame, p_column: str) -> pd.DataFrame:
+    """table with q_value: Benjamini-Hochberg adjusted p-values over all its rows with a p-value
+    (scipy.stats.false_discovery_control), the family being every comparison in the table."""
+    p = table[p_column].to_numpy(float)
+    q = np.full(len(p), np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = sps.false_discovery_control(p[ok], method="bh")
+    return table.assign(q_value=q, comparisons=int(ok.sum()))

@@ -177,9 +177,8 @@ def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
     """Benjamini-Hochberg q-values of the two-sample tests over the table's comparisons (one
     p-value per comparison, repeated on its statistic rows)."""
     tests = table.dropna(subset=["p_value"]).drop_duplicates(["comparison", "setting"])[["comparison", "setting", "p_value"]]
-    tests = tests.assign(q_value=stats.sps.false_discovery_control(tests["p_value"].to_numpy(), method="bh")
-                         if len(tests) else [])
-    return table.merge(tests.drop(columns="p_value"), on=["comparison", "setting"], how="left")
+    tests = stats.with_q_values(tests, "p_value")[["comparison", "setting", "q_value"]]
+    return table.merge(tests, on=["comparison", "setting"], how="left")
 
 
 def agreement_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float] | None,
