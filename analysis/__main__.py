@@ -12,7 +12,7 @@ import pandas as pd
 from analysis import geometry, latex, sweep, tables
 from analysis.macros import macro_name, render
 from study.cli import load_or_report
-from study.stages import TOP_FUNCTIONS_TRACED
+from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.tasks import make_task
 

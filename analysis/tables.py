@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis import stats
 from study.config import ExperimentConfig
-from study.mcmc import RHAT_THRESHOLD
+from study.diagnostics import RHAT_THRESHOLD
 from study.encoding import hex_to_bits
 from study.tasks import Task, seen_table_lz
 

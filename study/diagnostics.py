@@ -8,11 +8,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-with warnings.catch_warnings():  # ArviZ 0.23 announces its 1.0 refactor at import
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz
-
 COLUMNS = ["summary", "r_hat", "ess_bulk", "ess_tail", "mean", "sd", "chains", "draws"]
+RHAT_THRESHOLD = 1.01  # above it, a trace's chains have not mixed
+TOP_FUNCTIONS_TRACED = 10  # indicator traces of a chain population's most frequent functions
 
 
 def chain_diagnostics(traces: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -20,6 +18,9 @@ def chain_diagnostics(traces: dict[str, np.ndarray]) -> pd.DataFrame:
 
     A trace constant over every chain has R-hat NaN (0/0); chains stuck at different constants
     have a huge R-hat and an ESS near the number of chains."""
+    with warnings.catch_warnings():  # imported here: the analysis reads this module's constants only;
+        warnings.simplefilter("ignore", FutureWarning)  # ArviZ 0.23 announces its 1.0 refactor at import
+        import arviz
     rows = []
     for name, x_CxN in traces.items():
         x = np.asarray(x_CxN, np.float64)

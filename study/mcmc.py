@@ -29,14 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from study.diagnostics import chain_diagnostics
-
+from study.diagnostics import RHAT_THRESHOLD, chain_diagnostics
 from study.encoding import pack_signs, words_to_hex
 from study.network import Network
 from study.tasks import Task
 
 N_PROBE = 3  # test inputs whose raw network output is traced for diagnostics
-RHAT_THRESHOLD = 1.01
 
 
 class ConvergenceWarning(UserWarning):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from study import mcmc, rejection, sgd
 from study.config import ExperimentConfig
-from study.diagnostics import chain_diagnostics
+from study.diagnostics import TOP_FUNCTIONS_TRACED, chain_diagnostics
 from study.encoding import bits_to_hex, words_to_hex
 from study.network import Network, build_network
 from study.store import (EVERY_ROW, atomic_write_json, atomic_write_npz, cached_npz, claim_directory, read_chunks,
@@ -164,7 +164,6 @@ def mcmc_init(cfg: ExperimentConfig, task: Task, net: Network, key: jax.Array, i
 # sit at different constants: a degenerate trace, which mcmc.diagnostics warns about; these are
 # diagnostics, not results.
 DIAGNOSTICS_ALLOWED = {"r_hat": EVERY_ROW, "ess_bulk": EVERY_ROW, "ess_tail": EVERY_ROW}
-TOP_FUNCTIONS_TRACED = 10  # indicator traces of a chain population's most frequent functions
 TRACE_PLOTTED = 3  # of which the chain-averaged traces go to mcmc_traces.csv
 MCMC_OUTPUTS = {"bayes_mcmc": "mcmc_counts.csv", "bayes_mcmc_from_sgd": "mcmc_from_sgd_counts.csv",
                 "bayes_mcmc_from_rejection": "mcmc_from_rejection_counts.csv"}
