@@ -45,7 +45,7 @@ FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(MCMC_NAMES:%=results/%/figures/fig_mcmc_traces.pdf)
 MACROS = $(NAMES:%=results/%/macros.tex)
 FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_sweep.py figures/fig_mcmc_traces.py,$(wildcard figures/*.py))
-STUDY_SRC = $(wildcard study/*.py)
+STUDY_SRC = $(wildcard study/*.py study/stages/*.py)
 ANALYSIS_SRC = $(wildcard analysis/*.py)
 PAPER_SRC = $(filter-out paper/profile.tex,$(wildcard paper/*.tex paper/*.bib paper/*.sty paper/*.cls))
 LATEX_JUNK = $(addprefix paper/main.,pdf aux log out fls fdb_latexmk toc bbl blg bcf run.xml synctex.gz nav snm)
@@ -57,7 +57,8 @@ export MPLBACKEND = Agg
 
 START_TIME := $(shell date +%s)
 
-.PHONY: all help venv tex check study sample train mcmc nngp geometry sweep analysis figures paper test bench smoke clean distclean FORCE
+# stage-<name> (pattern rule below) runs one stage; the stage names live in study/stages/__init__.py.
+.PHONY: all help venv tex check study analysis figures paper test bench smoke clean distclean FORCE
 
 all: venv tex study analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
 	@s=$$(( $$(date +%s) - $(START_TIME) )); \
@@ -66,7 +67,7 @@ all: venv tex study analysis figures paper ## set up what is missing and reprodu
 help: ## list the targets with one line each
 	@echo 'Usage: make [target] [PROFILE=smoke|quick|full]   (default target: all; PROFILE=$(PROFILE))'
 	@echo
-	@grep -hE '^[a-zA-Z_ -]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-22s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_ %-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-22s %s\n", $$1, $$2}'
 	@echo
 	@echo 'Variables: PROFILE (configs configs/<experiment>_$$PROFILE.toml), EXPERIMENTS (default: $(EXPERIMENTS)),'
 	@echo '           PYTEST_ARGS (extra pytest flags),'
@@ -127,10 +128,8 @@ check: venv ## validate every experiment's config without computing anything
 
 study: $(NAMES:%=results/%/raw/stages.json) ## every stage of every experiment: results/<experiment>_<profile>/raw/*.csv
 
-sample train mcmc nngp geometry sweep: venv ## one stage (rejection | SGD | parameter-space MCMC | NNGP | geometry of zero-error points | E5 sweep) of every experiment that has it
-	@for c in $(CONFIGS); do \
-	  if $(PY) -c 'import sys; from study.config import load; s = {"sample": "rejection", "train": "sgd"}.get(sys.argv[2], sys.argv[2]); sys.exit(getattr(load(sys.argv[1]), s) is None)' $$c $@; then \
-	    $(PY) -m study $@ --config $$c $(STUDY_ARGS); fi; done
+stage-%: venv ## one stage of every experiment that has it: make stage-<name> with a name from python -m study --help
+	@for c in $(CONFIGS); do $(PY) -m study $* --config $$c --if-enabled $(STUDY_ARGS); done
 
 results/%/raw/stages.json: configs/%.toml $(STUDY_SRC) | $(VENV_STAMP)
 	$(PY) -m study run --config $< $(STUDY_ARGS)

@@ -17,7 +17,7 @@ BAYES = "bayes_rejection"
 # Raw count tables of the sampled P_B estimators: population -> file under raw/. Each has a column
 # that splits it into two independent halves for the noise floor: rejection and the exact NNGP
 # sampler by chunk parity (chunks use independent keys), MCMC by chain group (independent chains).
-COUNT_ESTIMATORS = {"bayes_rejection": "bayes_counts.csv", "bayes_mcmc": "mcmc_counts.csv",
+COUNT_ESTIMATORS = {"bayes_rejection": "rejection_counts.csv", "bayes_mcmc": "mcmc_counts.csv",
                     "bayes_mcmc_from_sgd": "mcmc_from_sgd_counts.csv",
                     "bayes_mcmc_from_rejection": "mcmc_from_rejection_counts.csv",
                     "nngp_exact": "nngp_exact_counts.csv"}

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import string
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +107,7 @@ class NNGPConfig:
 
 @dataclass(frozen=True)
 class GeometryConfig:
-    """Geometry of zero-error points (study/geometry.py, study/geometry_stage.py)."""
+    """Geometry of zero-error points (study/geometry.py, study/stages/geometry.py)."""
     points: int = 256  # zero-error points kept and measured per population
     chunk_points: int = 64  # points measured per chunk (the unit of resuming)
     populations: tuple[str, ...] = ()  # bayes_rejection, bayes_mcmc, SGD setting names; () = all run
@@ -131,7 +132,7 @@ class SweepVariant:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """E5 connection costs (study/sweep.py): SGD solutions of network variants (widths, weight
+    """E5 connection costs (study/stages/sweep.py): SGD solutions of network variants (widths, weight
     decay) trained on past the first fit, and posterior points of each width, measured as in
     [geometry]."""
     setting: str  # the sgd.settings entry whose optimiser, learning rate, batch size and loss all variants use
@@ -179,34 +180,6 @@ class ExperimentConfig:
         text = json.dumps(payload, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-
-    def stage_hash(self, stage: str, setting: "SGDSetting | None" = None) -> str:
-        """Hash of everything a stage's raw results depend on (for SGD: one setting at a time)."""
-        data = {"name": self.name, "seed": self.seed, "task": dataclasses.asdict(self.task),
-                "network": dataclasses.asdict(self.network)}
-        if stage in ("rejection", "mcmc", "nngp"):
-            data[stage] = dataclasses.asdict(getattr(self, stage))
-            if stage == "mcmc" and "sgd" in (self.mcmc.init, self.mcmc.also_init):  # chains start from SGD runs
-                data["sgd"] = self._sgd_identity(with_settings=False)
-                data["setting"] = dataclasses.asdict(self.sgd_setting(self.mcmc.init_setting))
-        elif stage == "sweep":
-            data |= {"sweep": dataclasses.asdict(self.sweep), "geometry": dataclasses.asdict(self.geometry),
-                     "sgd": self._sgd_identity()}
-        elif stage == "geometry":  # points are regenerated from the SGD runs and the MCMC states
-            data |= {"geometry": dataclasses.asdict(self.geometry), "sgd": self._sgd_identity(),
-                     "mcmc": None if self.mcmc is None else self.stage_hash("mcmc")}
-        elif stage == "sgd":
-            data["sgd"] = self._sgd_identity(with_settings=False)
-            data["setting"] = dataclasses.asdict(setting)
-        else:
-            raise ValueError(f"unknown stage {stage!r}")
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:12]
-
-
-    def _sgd_identity(self, with_settings: bool = True) -> dict:
-        """The SGD config without its scheduling fields (and without the settings if asked)."""
-        drop = SGD_SCHEDULING + (() if with_settings else ("settings",))
-        return {k: v for k, v in dataclasses.asdict(self.sgd).items() if k not in drop}
 
     def sgd_setting(self, name: str) -> "SGDSetting":
         return next(s for s in self.sgd.settings if s.name == name)
@@ -423,6 +396,15 @@ def validate_sweep(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
         _check(len(v.widths) >= 1 and all(x >= 1 for x in v.widths), f"{where}.widths",
                f"must be a non-empty list of positive widths, got {list(v.widths)}")
         _check(v.weight_decay >= 0, f"{where}.weight_decay", f"must be >= 0, got {v.weight_decay}")
+
+
+def load_or_report(path: str | Path) -> ExperimentConfig | None:
+    """The validated config at `path`, or None after printing why it cannot be used."""
+    try:
+        return load(path)
+    except ConfigError as err:
+        print(f"error: bad config {path}: {err}", file=sys.stderr)
+        return None
 
 
 def load(path: str | Path) -> ExperimentConfig:

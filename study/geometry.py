@@ -20,8 +20,10 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from matfree import decomp, eig, stochtrace
 
+from study.encoding import pack_signs, words_to_hex
 from study.network import Network
 from study.sgd import per_example_loss
 
@@ -282,3 +284,24 @@ def identity_spectra(net: Network, theta_D, x_S, y_S, n_extra: int = 5,
         out[f"{loss}_residual_norm"] = jnp.max(jnp.abs(jnp.linalg.eigvalsh(H - GN)))
         out[f"{loss}_loss"] = training_loss(net, loss, x_S, y_S)(theta_D)
     return out
+
+
+def point_measures(gc, net: Network, task) -> Callable:
+    """make_point_measures for this network and task with a config's [geometry] settings (gc)."""
+    return make_point_measures(
+        net, task.x, task.train_idx, np.where(task.y_train, 1.0, -1.0), top_k=gc.top_k,
+        lanczos_matvecs=gc.lanczos_matvecs, hutchinson_samples=gc.hutchinson_samples, delta=gc.delta,
+        directions=gc.directions, radii_G=np.geomspace(gc.radius_min, gc.radius_max, gc.radius_grid))
+
+
+def functions_on_E(net: Network, task, theta_PxD) -> list[str]:
+    """The function (hex on E) each point computes."""
+    words = pack_signs(net.apply_population(jnp.asarray(theta_PxD), jnp.asarray(task.x_test)))
+    return words_to_hex(np.asarray(words), len(task.test_idx))
+
+
+# A Hessian whose leading Ritz pair did not converge (lanczos_top) keeps its numbers, NaN included,
+# beside hess_<loss>_converged = False in the measures' table; the analysis counts such points apart.
+HESSIAN_COLUMNS = ("top", "top_residual", "topk_residual", "trace", "trace_se", "topk_log_det")
+MEASURES_ALLOWED = {f"hess_{loss}_{q}": (lambda t, loss=loss: ~t[f"hess_{loss}_converged"].astype(bool))
+                    for loss in LOSSES for q in HESSIAN_COLUMNS}

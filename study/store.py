@@ -28,14 +28,6 @@ from tqdm.auto import tqdm
 PACKAGES = ("jax", "jaxlib", "neural-tangents", "numpyro", "blackjax", "optax", "numpy", "scipy", "pandas", "seaborn")
 
 
-# The modules whose code decides each stage's raw results.
-SHARED_MODULES = ("config.py", "tasks.py", "encoding.py", "network.py", "stages.py")
-STAGE_MODULES = {"rejection": SHARED_MODULES + ("rejection.py",), "sgd": SHARED_MODULES + ("sgd.py",),
-                 "mcmc": SHARED_MODULES + ("mcmc.py", "rejection.py", "sgd.py"), "nngp": SHARED_MODULES + ("nngp.py", "truncated.py"),
-                 "geometry": SHARED_MODULES + ("geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py"),
-                 "sweep": SHARED_MODULES + ("sweep.py", "geometry.py", "geometry_stage.py", "mcmc.py", "sgd.py")}
-
-
 UMASK = os.umask(0)
 os.umask(UMASK)
 
@@ -204,9 +196,15 @@ def code_hash(stage: str) -> str:
     count (code_fingerprint)."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in STAGE_MODULES[stage]:
+    for name in stage_modules(stage):
         digest.update(code_fingerprint((here / name).read_text()).encode())
     return digest.hexdigest()[:12]
+
+
+def stage_modules(stage: str) -> tuple[str, ...]:
+    from study.stages import STAGES
+
+    return STAGES[stage].code_modules()
 
 
 class StageBusyError(RuntimeError):
@@ -249,7 +247,7 @@ def claim_directory(directory: Path, stage: str, config_hash: str, description: 
     ours = {"config_hash": config_hash, "code_hash": code_hash(stage)}
     if manifest.exists():
         found = json.loads(manifest.read_text())
-        for key, what in (("config_hash", "config"), ("code_hash", "code (study/" + ", study/".join(STAGE_MODULES[stage]) + ")")):
+        for key, what in (("config_hash", "config"), ("code_hash", "code (study/" + ", study/".join(stage_modules(stage)) + ")")):
             if found.get(key) != ours[key]:
                 raise StaleResultsError(
                     f"{directory} holds {description} made with a different {what}: {key} {found.get(key)}, "

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
 FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators", "fig_identity",
            "fig_geometry", "fig_accessibility", "fig_sweep", "fig_mcmc_traces")
-RAW = ("bayes_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "mcmc_traces.csv",
+RAW = ("rejection_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "mcmc_traces.csv",
        "mcmc_from_sgd_counts.csv", "nngp_ep.csv",
        "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv", "sweep.csv")
 
@@ -60,7 +60,7 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
     raw = pd.read_csv(smoke / "raw" / "sgd_runs.csv", dtype={"function": str})
     assert {"run_id", "steps", "fitted", "final_loss", "function", "setting", "config_hash", "seed"} <= set(raw.columns)
     assert len(raw) == 2 * 512 and raw.groupby("setting")["run_id"].nunique().eq(512).all()
-    counts = pd.read_csv(smoke / "raw" / "bayes_counts.csv", dtype={"function": str})
+    counts = pd.read_csv(smoke / "raw" / "rejection_counts.csv", dtype={"function": str})
     chunks = pd.read_csv(smoke / "raw" / "rejection_chunks.csv")
     assert counts["count"].sum() == chunks["accepted"].sum() > 0 and chunks["draws"].sum() == 65536
     for table in ("functions", "joint", "agreement", "runs_summary", "sampler_summary", "coverage", "mcmc_summary",
@@ -127,19 +127,48 @@ def test_sgd_started_chains_start_outside_the_sgd_population(smoke):
     of their starting points is one of the population's own first runs (which SGD's table holds)."""
     import numpy as np
 
+    import jax
+
+    from study import sgd
     from study.config import load
-    from study.stages import first_sgd_solutions, setup
+    from study.runner import setup
+    from study.stages import STAGES
+    from study.stages.sgd import setting_key
 
     cfg = load(SMOKE)
     task, net = setup(cfg)
     with np.load(smoke / "raw" / "mcmc" / "bayes_mcmc_from_sgd" / "init.npz") as f:
         starts = f["theta_CxD"]
-    own, _ = first_sgd_solutions(cfg, task, net, cfg.sgd_setting(cfg.mcmc.init_setting), 2 * cfg.mcmc.chains)
+    setting = cfg.sgd_setting(cfg.mcmc.init_setting)
+    population_key = setting_key(jax.random.fold_in(jax.random.key(cfg.seed), STAGES["sgd"].stream), setting)
+    out = sgd.make_chunk_trainer(net, task, setting, cfg.sgd, 2 * cfg.mcmc.chains, keep_params=True)(population_key, 0)
+    own = jax.device_get(out["theta"])[jax.device_get(out["fitted"])]
     assert len(starts) == cfg.mcmc.chains and len(own)
     assert not (np.abs(starts[:, None, :] - own[None, :, :]).max(axis=2) < 1e-6).any()
     summary = pd.read_csv(smoke / "tables" / "mcmc_summary.csv").set_index("population")
     assert "own key stream" in summary.loc["bayes_mcmc_from_sgd", "init"]
     assert summary["r_hat_functions_max"].notna().all() and summary["ess_bulk_functions_min"].gt(0).all()
+
+
+def test_sgd_params_are_the_population_runs(smoke):
+    """raw/sgd_params.npz (the geometry stage's SGD points) holds the parameters of the first runs
+    of every setting: each fitted run's parameters compute the function sgd_runs.csv records."""
+    import numpy as np
+
+    from study.config import load
+    from study.geometry import functions_on_E
+    from study.runner import setup
+
+    cfg = load(SMOKE)
+    task, net = setup(cfg)
+    runs = pd.read_csv(smoke / "raw" / "sgd_runs.csv", dtype={"function": str}).set_index(["setting", "run_id"])
+    with np.load(smoke / "raw" / "sgd_params.npz") as f:
+        for setting in cfg.sgd.settings:
+            run_id, fitted = f[f"{setting.name}.run_id"], f[f"{setting.name}.fitted"]
+            assert list(run_id) == list(range(cfg.geometry.points)) and fitted.any()
+            found = functions_on_E(net, task, f[f"{setting.name}.theta_RxD"][fitted])
+            assert found == list(runs.loc[[(setting.name, r) for r in run_id[fitted]], "function"])
+            assert list(runs.loc[[(setting.name, r) for r in run_id], "fitted"]) == list(fitted)
 
 
 def test_sweep_measures_every_zero_error_point_of_every_variant(smoke):
@@ -189,9 +218,9 @@ def kill_after_first_chunk(stage: str, config: Path, results: Path, chunk_dir: P
 
 
 @pytest.mark.parametrize("stage, sections, chunk_sub, n_chunks, table", [
-    ("sample", {"rejection": {"draws": 16 * 8192, "chunk_draws": 8192, "batch": 4096}}, "rejection", 16,
-     "bayes_counts.csv"),
-    ("train", {"sgd": {"runs": 12 * 64, "chunk_runs": 64, "pool": 32}}, "sgd/sgd_b2_ce", 12, "sgd_runs.csv"),
+    ("rejection", {"rejection": {"draws": 16 * 8192, "chunk_draws": 8192, "batch": 4096}}, "rejection", 16,
+     "rejection_counts.csv"),
+    ("sgd", {"sgd": {"runs": 12 * 64, "chunk_runs": 64, "pool": 32}}, "sgd/sgd_b2_ce", 12, "sgd_runs.csv"),
     ("mcmc", {"mcmc": {"chains": 32, "burn_in": 10, "thin": 2, "samples": 12 * 16, "chunk_samples": 16}}, "mcmc", 12,
      "mcmc_counts.csv"),
 ])
@@ -207,18 +236,18 @@ def test_resume_after_kill_gives_the_uninterrupted_result(tmp_path, stage, secti
 
 
 def test_results_from_another_config_are_refused(smoke, tmp_path, capsys):
-    before = (smoke / "raw" / "bayes_counts.csv").read_bytes()
+    before = (smoke / "raw" / "rejection_counts.csv").read_bytes()
     changed = write_config(tmp_path / "changed.toml", seed=1)
-    assert cli.main(["sample", "--config", str(changed), "--results", str(smoke.parent), "--no-progress"]) == 2
+    assert cli.main(["rejection", "--config", str(changed), "--results", str(smoke.parent), "--no-progress"]) == 2
     assert "different config" in capsys.readouterr().err
-    assert (smoke / "raw" / "bayes_counts.csv").read_bytes() == before
+    assert (smoke / "raw" / "rejection_counts.csv").read_bytes() == before
 
 
 def test_results_from_other_code_are_refused(smoke, monkeypatch, capsys):
     import study.store
 
     monkeypatch.setattr(study.store, "code_hash", lambda stage: "0" * 12)
-    assert cli.main(["train", "--config", str(SMOKE), "--results", str(smoke.parent), "--no-progress"]) == 2
+    assert cli.main(["sgd", "--config", str(SMOKE), "--results", str(smoke.parent), "--no-progress"]) == 2
     assert "different code" in capsys.readouterr().err
 
 
@@ -230,7 +259,7 @@ def test_a_truncated_chunk_or_mcmc_state_is_recomputed_not_merged(tmp_path, caps
                           sgd={"runs": 4 * 64, "chunk_runs": 64, "pool": 32},
                           mcmc={"chains": 16, "burn_in": 10, "thin": 2, "samples": 3 * 16, "chunk_samples": 16})
     results, raw = tmp_path / "results", tmp_path / "results" / "damage" / "raw"
-    for stage in ("train", "mcmc"):
+    for stage in ("sgd", "mcmc"):
         assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
     clean = {t: (raw / t).read_bytes() for t in ("sgd_runs.csv", "mcmc_counts.csv")}
     chunk = raw / "sgd" / "sgd_b2_ce" / "chunk_00002.csv"
@@ -238,7 +267,7 @@ def test_a_truncated_chunk_or_mcmc_state_is_recomputed_not_merged(tmp_path, caps
     (raw / "mcmc" / "state_00001.npz").write_bytes(b"\x00garbage")
     (raw / "mcmc" / "init.npz").write_bytes((raw / "mcmc" / "init.npz").read_bytes()[:100])
     capsys.readouterr()
-    for stage in ("train", "mcmc"):
+    for stage in ("sgd", "mcmc"):
         assert cli.main([stage, "--config", str(config), "--results", str(results), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "chunk 2" in err and "state_00001.npz does not match" in err and "init.npz is unreadable" in err

@@ -1,4 +1,4 @@
-"""E5, connection costs: do an L2 penalty or a narrow bottleneck layer give solutions with fewer
+"""Stage sweep (E5), connection costs: do an L2 penalty or a narrow bottleneck layer give solutions with fewer
 independent features and broader basins? For each variant of the network (hidden widths, weight
 decay) a population of SGD runs, trained with the config's [sweep] setting for at least
 sweep.min_steps steps (so the penalty acts after the first fit) and stopped at the first later
@@ -13,22 +13,18 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from study import mcmc, sgd
+from study import geometry, mcmc, sgd
 from study.config import ExperimentConfig, NetworkConfig
-from study.geometry_stage import GEOMETRY_ALLOWED, functions_on_E, point_measures
 from study.network import Network, build_network
-from study.stages import StageError, open_stage, raw_dir, setup
-from study.store import ANY_COLUMN, read_chunks, run_chunks, write_raw_table, write_sidecar
+from study.runner import Context, Part, StageError
+from study.store import ANY_COLUMN
 from study.tasks import Task
-
-SWEEP_STREAM = 6
 
 
 def width_label(widths) -> str:
@@ -38,7 +34,7 @@ def width_label(widths) -> str:
 def measure_points(cfg: ExperimentConfig, net: Network, task: Task, theta_PxD: np.ndarray, key: jax.Array) -> dict:
     """Every geometry measure of the points, in batches of geometry.chunk_points."""
     gc = cfg.geometry
-    measure = point_measures(cfg, net, task)
+    measure = geometry.point_measures(gc, net, task)
     parts = []
     for start in range(0, len(theta_PxD), gc.chunk_points):
         idx = jnp.arange(start, min(start + gc.chunk_points, len(theta_PxD)))
@@ -53,16 +49,14 @@ def _unfitted(t: pd.DataFrame) -> pd.Series:
 
 # Where sweep.csv may hold non-finite numbers: runs that ended off zero training error have no
 # measures; posterior points have no training loss; a Hessian whose Lanczos did not converge as in
-# GEOMETRY_ALLOWED.
+# geometry.MEASURES_ALLOWED.
 SWEEP_ALLOWED = {ANY_COLUMN: _unfitted,
                  "final_loss": lambda t: _unfitted(t) | (t["population"] == "bayes"),
-                 **{column: (lambda t, rows=rows: _unfitted(t) | rows(t)) for column, rows in GEOMETRY_ALLOWED.items()}}
+                 **{column: (lambda t, rows=rows: _unfitted(t) | rows(t)) for column, rows in geometry.MEASURES_ALLOWED.items()}}
 
 
-def run_sweep(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Path:
-    task, _ = setup(cfg)
-    sw = cfg.sweep
-    directory, config_hash, key = open_stage(cfg, results, "sweep", SWEEP_STREAM, "connection-cost sweep chunks")
+def plan(ctx: Context) -> list[Part]:
+    cfg, task, key, sw = ctx.cfg, ctx.task, ctx.key, ctx.cfg.sweep
     template = cfg.sgd_setting(sw.setting)
     widths = list(dict.fromkeys(v.widths for v in sw.variants))
     items = [("sgd", v) for v in sw.variants] + ([("bayes", w) for w in widths] if sw.bayes_points else [])
@@ -98,7 +92,7 @@ def run_sweep(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pa
             fitted = np.ones(len(theta), bool)
         measures = measure_points(cfg, net, task, np.asarray(theta), jax.random.fold_in(item_key, 1))
         functions = np.full(len(rows), "", dtype=object)
-        functions[fitted] = functions_on_E(net, task, theta) if len(theta) else []
+        functions[fitted] = geometry.functions_on_E(net, task, theta) if len(theta) else []
         rows["function"] = functions
         for name, values in measures.items():
             # runs off zero training error have no measures: NaN, and False for the flags
@@ -108,12 +102,10 @@ def run_sweep(cfg: ExperimentConfig, results: Path, progress: bool = True) -> Pa
         rows["n_params"] = net.n_params
         return rows, {"points": int(fitted.sum()), "seconds": time.perf_counter() - t0}
 
-    start = time.perf_counter()
-    table, stats = read_chunks(run_chunks(directory, len(items), compute, "sweep", progress, SWEEP_ALLOWED))
-    out = raw_dir(cfg, results) / "sweep.csv"
-    write_raw_table(table.drop(columns="chunk", errors="ignore").assign(config_hash=config_hash, seed=cfg.seed), out,
-                    SWEEP_ALLOWED)
-    write_sidecar(out, config_hash=config_hash, seed=cfg.seed, stage="sweep",
-                  wall_seconds_this_invocation=time.perf_counter() - start,
-                  sweep_seconds=float(stats["seconds"].sum()))
-    return out
+    return [Part(len(items), compute, "sweep", allowed=SWEEP_ALLOWED)]
+
+
+def finalise(ctx: Context, done):
+    (table, stats), = done
+    return {"sweep.csv": (table.drop(columns="chunk", errors="ignore"), SWEEP_ALLOWED)}, {
+        "sweep_seconds": float(stats["seconds"].sum())}
