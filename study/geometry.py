@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from matfree import decomp, eig, stochtrace
 
-from study.encoding import pack_signs, words_to_hex
+from study.encoding import fits, pack_signs, words_to_hex
 from study.network import Network
 from study.sgd import per_example_loss
 
@@ -132,11 +132,11 @@ def basin_radii(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, positive
     u_UxD = jax.random.normal(key, (n_dirs, theta_D.shape[0]))
     u_UxD = u_UxD / jnp.linalg.norm(u_UxD, axis=1, keepdims=True)
 
-    def fits(r, u_D):
-        return jnp.all((net.apply_flat(theta_D + r * u_D, x_MxI) > 0) == positive_M)
+    def fits_at(r, u_D):
+        return fits(net.apply_flat(theta_D + r * u_D, x_MxI), positive_M)
 
     def radius(u_D):
-        fit_G = jax.vmap(lambda r: fits(r, u_D))(radii_G)
+        fit_G = jax.vmap(lambda r: fits_at(r, u_D))(radii_G)
         first_bad = jnp.argmin(fit_G)  # first False; 0 if all True (handled below)
         hi = radii_G[first_bad]
         lo = jnp.where(first_bad > 0, radii_G[jnp.maximum(first_bad - 1, 0)], 0.0)
@@ -144,13 +144,13 @@ def basin_radii(net: Network, theta_D: jnp.ndarray, x_MxI: jnp.ndarray, positive
         def bisect(_, bounds):
             lo, hi = bounds
             mid = 0.5 * (lo + hi)
-            ok = fits(mid, u_D)
+            ok = fits_at(mid, u_D)
             return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
         lo, hi = jax.lax.fori_loop(0, bisections, bisect, (lo, hi))
         return jnp.where(jnp.all(fit_G), jnp.inf, 0.5 * (lo + hi))
 
-    inside = fits(0.0, jnp.zeros_like(theta_D))
+    inside = fits_at(0.0, jnp.zeros_like(theta_D))
     return jnp.where(inside, jax.vmap(radius)(u_UxD), 0.0)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from study.diagnostics import RHAT_THRESHOLD, chain_diagnostics
-from study.encoding import pack_signs, words_to_hex
+from study.encoding import count_functions, fits, pack_signs, words_to_hex
 from study.network import Network
 from study.tasks import Task
 
@@ -47,8 +47,7 @@ class ConvergenceWarning(UserWarning):
 
 def fits_training_set(net: Network, task: Task, theta_PxD: jnp.ndarray) -> np.ndarray:
     """(P,) bool: does each network classify every training input correctly (out > 0 iff label)?"""
-    out_PxM = net.apply_population(jnp.asarray(theta_PxD), jnp.asarray(task.x_train))
-    return np.asarray(jnp.all((out_PxM > 0) == jnp.asarray(task.y_train), axis=1))
+    return np.asarray(fits(net.apply_population(jnp.asarray(theta_PxD), jnp.asarray(task.x_train)), task.y_train))
 
 
 def check_fits(net: Network, task: Task, theta_CxD) -> None:
@@ -74,7 +73,7 @@ def init_from_rejection(net: Network, task: Task, key: jax.Array, n_chains: int,
     @jax.jit
     def draw(batch_key):
         theta_PxD = net.sample_prior(batch_key, batch)
-        return theta_PxD, jnp.all((net.apply_population(theta_PxD, x_S) > 0) == y_S, axis=1)
+        return theta_PxD, fits(net.apply_population(theta_PxD, x_S), y_S)
 
     found: list[np.ndarray] = []
     n_found, draws, b = 0, 0, 0
@@ -141,8 +140,7 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
     n_probe = min(N_PROBE, len(task.test_idx))
 
     def log_indicator(u_D):
-        fit = jnp.all((net.apply_flat(u_D * std_D, x_S) > 0) == y_S)
-        return jnp.where(fit, 0.0, -jnp.inf)
+        return jnp.where(fits(net.apply_flat(u_D * std_D, x_S), y_S), 0.0, -jnp.inf)
 
     ess = blackjax.elliptical_slice(log_indicator, mean=jnp.zeros(net.n_params), cov=jnp.ones(net.n_params))
     v_init, v_step = jax.vmap(ess.init), jax.vmap(ess.step)
@@ -209,12 +207,6 @@ class ChainRun:
     seconds: float
 
 
-def count_functions(words_NxW: np.ndarray, n_test: int) -> Counter:
-    """Counter of hex functions (study.encoding) from packed words; hex is made once per distinct row."""
-    unique_UxW, counts_U = np.unique(words_NxW, axis=0, return_counts=True)
-    return Counter(dict(zip(words_to_hex(unique_UxW, n_test), counts_U.tolist())))
-
-
 def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, thin: int = 1,
                burn_in: int = 0, keep_per_call: int | None = None,
                runner: ChainRunner | None = None) -> ChainRun:
@@ -255,7 +247,7 @@ def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, t
         kept = jax.device_get(kept)
         words = kept.pop("words")
         pieces.setdefault("words", []).append(words)
-        counts.update(count_functions(words.reshape(-1, words.shape[-1]), n_test))
+        counts.update(count_functions(words, n_test))
         lockstep += int(kept.pop("lockstep_proposals").sum())
         probe = kept.pop("probe")
         for i in range(probe.shape[-1]):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from study.encoding import pack_signs, words_to_hex
+from study.encoding import count_functions, fits, pack_signs
 from study.network import Network
 from study.tasks import Task
 
@@ -26,8 +26,7 @@ def make_batch_fn(net: Network, task: Task, batch: int) -> Callable:
     def batch_fn(key):
         theta_PxD = net.sample_prior(key, batch)
         out_PxN = net.apply_population(theta_PxD, x)
-        fit_P = jnp.all((out_PxN[:, :m] > 0) == y_train, axis=1)
-        return fit_P, pack_signs(out_PxN[:, m:])
+        return fits(out_PxN[:, :m], y_train), pack_signs(out_PxN[:, m:])
 
     return batch_fn
 
@@ -41,9 +40,8 @@ def sample_chunk(batch_fn: Callable, chunk_key: jax.Array, n_batches: int, n_tes
     accepted = 0
     for fit_P, words_PxW in pending:
         fit = np.asarray(fit_P)
-        if fit.any():
-            counts.update(words_to_hex(np.asarray(words_PxW)[fit], n_test))
-            accepted += int(fit.sum())
+        counts.update(count_functions(np.asarray(words_PxW)[fit], n_test))
+        accepted += int(fit.sum())
         if on_batch is not None:
             on_batch()
     seconds = time.perf_counter() - start

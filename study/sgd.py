@@ -26,7 +26,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from study.config import SGDConfig, SGDSetting
-from study.encoding import pack_signs
+from study.encoding import fits, pack_signs
 from study.network import Network
 from study.tasks import Task
 
@@ -115,13 +115,13 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
         """A run stops at the first check where it fits S after min_steps, or at the step cap."""
         return (fitted & (step >= setting.min_steps)) | (step >= cfg.max_steps)
 
-    def fits(params):
+    def fit_and_loss(params):
         out_S = apply(params, x_S)
-        return jnp.all((out_S > 0) == (y_S > 0)), jnp.mean(ell(out_S, y_S))
+        return fits(out_S, y_S), jnp.mean(ell(out_S, y_S))
 
     def slot_step(params, opt_state, step, orders, t, live):
         """Step t of the round; orders are the slot's minibatch orders for this round."""
-        fitted, _ = fits(params)
+        fitted, _ = fit_and_loss(params)
         frozen = done(fitted, step) | ~live
         epoch, pos = jnp.divmod(t, batches_per_epoch)
         idx_B = jax.lax.dynamic_slice(orders[epoch], (pos * B,), (B,))
@@ -133,7 +133,7 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
         return params, opt_state, step + (~frozen).astype(step.dtype)
 
     v_step = jax.vmap(slot_step, in_axes=(0, 0, 0, 0, None, 0))
-    v_fits = jax.vmap(fits)
+    v_fit_and_loss = jax.vmap(fit_and_loss)
 
     @jax.jit
     def train_chunk(setting_key, first_run):
@@ -160,7 +160,7 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
                 return v_step(params, opt_state, step, orders, t, s["live"])
 
             params, opt_state, step = jax.lax.fori_loop(0, round_steps, inner, (to_tree(s["theta"]), s["opt"], s["step"]))
-            fitted, loss = v_fits(params)
+            fitted, loss = v_fit_and_loss(params)
             theta = to_flat(params)
             finished = s["live"] & done(fitted, step)
             # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).

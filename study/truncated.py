@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.linalg import cholesky
 
-from study.encoding import pack_signs, words_to_hex
+from study.encoding import count_functions, fits, pack_signs
 from study.nngp import as_signs, correlation
 
 
@@ -31,21 +31,12 @@ def _cholesky(K_NxN: np.ndarray, jitter: float) -> jnp.ndarray:
     return jnp.asarray(cholesky(correlation(K_NxN, jitter), lower=True), jnp.float32)
 
 
-def _count_words(words_PxW: np.ndarray, n_E: int) -> Counter:
-    """Counts of functions, converting only the distinct rows to hex."""
-    if len(words_PxW) == 0:
-        return Counter()
-    unique_UxW, n_U = np.unique(words_PxW.reshape(len(words_PxW), -1), axis=0, return_counts=True)
-    return Counter(dict(zip(words_to_hex(unique_UxW, n_E), n_U.tolist())))
-
-
 @partial(jax.jit, static_argnames=("batch",))
 def _rejection_batch(key, L_NxN, y_pos_S, batch: int):
     """One batch of prior draws z_PxN = eps L^T: which fit S, and their packed signs on E."""
     m = y_pos_S.shape[0]
     z_PxN = jax.random.normal(key, (batch, L_NxN.shape[0])) @ L_NxN.T
-    fit_P = jnp.all((z_PxN[:, :m] > 0) == y_pos_S, axis=1)
-    return fit_P, pack_signs(z_PxN[:, m:])
+    return _feasible(z_PxN, y_pos_S), pack_signs(z_PxN[:, m:])
 
 
 def rejection_function_counts(key: jax.Array, K_full, y_S, n_draws: int, batch: int = 4096,
@@ -69,7 +60,7 @@ def rejection_function_counts(key: jax.Array, K_full, y_S, n_draws: int, batch: 
         nonlocal accepted
         fit = np.asarray(fit_P)
         accepted += int(fit.sum())
-        counts.update(_count_words(np.asarray(words_PxW)[fit], n_E))
+        counts.update(count_functions(np.asarray(words_PxW)[fit], n_E))
 
     for b in range(n_batches):
         pending.append(_rejection_batch(jax.random.fold_in(key, b), L_NxN, y_pos_S, batch))
@@ -81,8 +72,9 @@ def rejection_function_counts(key: jax.Array, K_full, y_S, n_draws: int, batch: 
             "seconds": time.perf_counter() - start}
 
 
-def _feasible(z_N, y_pos_S):
-    return jnp.all((z_N[: y_pos_S.shape[0]] > 0) == y_pos_S)
+def _feasible(z_PxN, y_pos_S):
+    """Are the signs of z on S (its first m coordinates) y_S? Any leading batch shape."""
+    return fits(z_PxN[..., : y_pos_S.shape[0]], y_pos_S)
 
 
 def _ess_step(key, z_N, L_NxN, y_pos_S, max_shrinks: int = 200):
@@ -205,7 +197,7 @@ def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int
         z_CxN = jnp.asarray(init, jnp.float32)
         if z_CxN.shape != (n_chains, len(K_full)):
             raise ValueError(f"init has shape {z_CxN.shape}; expected {(n_chains, len(K_full))}")
-    if not bool(jax.vmap(_feasible, (0, None))(z_CxN, y_pos_S).all()):
+    if not bool(_feasible(z_CxN, y_pos_S).all()):
         raise ValueError("initial states must have sign z_S = y_S in every chain (z > 0 is positive)")
     z_CxN, burn_cap_hits_C = _ess_advance(k_steps, z_CxN, L_NxN, y_pos_S, burn_in)
 
@@ -221,7 +213,7 @@ def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int
     words_CxTxW, zE_mean_CxT, fE_frac_CxT, shrinks_CxT, stayed_CxT = (
         np.concatenate([out[i] for out in outputs], axis=1)[:, :n_kept] for i in range(5))
     return ESSResult(
-        counts=dict(_count_words(words_CxTxW.reshape(n_chains * n_kept, -1), n_E)), n_kept=n_kept,
+        counts=dict(count_functions(words_CxTxW, n_E)), n_kept=n_kept,
         zE_mean_CxT=zE_mean_CxT, fE_frac_CxT=fE_frac_CxT, mean_shrinks=float(shrinks_CxT.mean() / thin),
         cap_hits=int(np.asarray(burn_cap_hits_C).sum() + stayed_CxT.sum()),
         words_CxTxW=words_CxTxW if return_words else None, seconds=time.perf_counter() - start,

@@ -9,7 +9,7 @@ from scipy import stats
 
 from study import mcmc, rejection
 from study.config import NetworkConfig
-from study.encoding import hex_to_bits, pack_signs
+from study.encoding import count_functions, hex_to_bits, pack_signs
 from study.network import build_network
 from study.tasks import Task, boolean_inputs, make_task
 
@@ -104,7 +104,7 @@ def test_mcmc_matches_rejection_and_rejects_wrong_samplers(tiny):
 
     theta = net.sample_prior(jax.random.key(4), n)
     words = np.asarray(pack_signs(net.apply_population(theta, jnp.asarray(task.x_test))))
-    prior = mcmc.count_functions(words, 4)
+    prior = count_functions(words, 4)
     stuck = mcmc.run_chains(net, task, jax.random.key(3), start, n_keep=8, thin=1, keep_per_call=8)
 
     p_good, p_prior, p_stuck = chi2_pvalue(good.counts, ref), chi2_pvalue(prior, ref), chi2_pvalue(stuck.counts, ref)
