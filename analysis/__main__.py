@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import geometry, latex, sweep, tables
-from analysis.macros import macro_name, render
+from analysis.macros import Macro, macro_name, provenance, render, source
 from study.cli import load_or_report
 from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
@@ -83,21 +83,26 @@ def build(cfg, results: Path) -> Path:
     atomic_write_text(results / cfg.name / "settings_table.tex", latex.settings_table(runs_sum, agreement))
     macros = paper_macros(cfg, out) | latex.summary_macros(agreement)
     if cfg.geometry is not None:
-        macros |= geometry.geometry_macros(out) | {"GeoPointsPerPopulation": cfg.geometry.points,
-                                                   "GeoDelta": cfg.geometry.delta,
-                                                   "GeoMinPoints": cfg.analysis.geometry_min_points,
-                                                   "GeoRadiusMax": f"{cfg.geometry.radius_max:g}",
-                                                   "GeoDirections": cfg.geometry.directions}
+        c = source("config")
+        macros |= geometry.geometry_macros(out) | {
+            "GeoPointsPerPopulation": c(cfg.geometry.points, "geometry.points"),
+            "GeoDelta": c(cfg.geometry.delta, "geometry.delta"),
+            "GeoMinPoints": c(cfg.analysis.geometry_min_points, "analysis.geometry_min_points"),
+            "GeoRadiusMax": c(cfg.geometry.radius_max, "geometry.radius_max", f"{cfg.geometry.radius_max:g}"),
+            "GeoDirections": c(cfg.geometry.directions, "geometry.directions")}
     if cfg.sweep is not None:
         macros |= sweep.sweep_macros(out["sweep_summary"], out["sweep_correlation"]) | {
-            "SweepMinSteps": cfg.sweep.min_steps, "SweepSetting": cfg.sweep.setting.replace("_", r"\_")}
+            "SweepMinSteps": source("config")(cfg.sweep.min_steps, "sweep.min_steps"),
+            "SweepSetting": source("config")(cfg.sweep.setting, "sweep.setting")}
     if "estimators" in out:
         atomic_write_text(results / cfg.name / "estimators_table.tex", latex.estimators_table(out["estimators"]))
         macros |= latex.estimator_macros(out["estimators"], agreement)
-    # costs in their own file, written first: macros.tex (written last) stands for the tables in make
-    atomic_write_text(results / cfg.name / "timing_macros.tex",
-                      render({prefix + k: v for k, v in timing_macros(out["timings"]).items()}))
-    atomic_write_text(results / cfg.name / "macros.tex", render({prefix + k: v for k, v in macros.items()}))
+    # costs in their own file, written first: macros.tex (written last) stands for the tables in make;
+    # each .tex has a .csv beside it naming the table, row and column behind every macro
+    for name, values in (("timing_macros", timing_macros(out["timings"])), ("macros", macros)):
+        values = {prefix + k: v for k, v in values.items()}
+        atomic_write_csv(provenance(values), results / cfg.name / f"{name}.csv")
+        atomic_write_text(results / cfg.name / f"{name}.tex", render(values))
     return out_dir
 
 
@@ -130,77 +135,98 @@ def macro_prefix(cfg) -> str:
     return macro_name(cfg.name.split("_")[0])
 
 
-def paper_macros(cfg, out: dict) -> dict:
+def paper_macros(cfg, out: dict) -> dict[str, Macro]:
     runs_sum, agreement, coverage = out["runs_summary"], out["agreement"], out["coverage"]
-    m = {"ExperimentName": cfg.name.replace("_", r"\_"), "TaskN": cfg.task.n, "TaskM": cfg.task.m,
-         "TaskNTest": cfg.task.n_test, "TaskTarget": cfg.task.target.replace("_", r"\_"),
-         "NetWidths": "-".join(str(w) for w in (cfg.task.n, *cfg.network.widths, 1)),
-         "SigmaW": cfg.network.sigma_w, "SigmaB": cfg.network.sigma_b, "Seed": cfg.seed,
-         "CountThreshold": cfg.analysis.count_threshold, "Bootstrap": cfg.analysis.bootstrap,
-         "ConfidencePct": int(round(100 * cfg.analysis.confidence)), "NumSettings": len(runs_sum),
-         "MatchedReps": cfg.analysis.matched_reps, "Permutations": cfg.analysis.permutations,
-         "ChainThin": tables.THIN, "TracedFunctions": TOP_FUNCTIONS_TRACED,
-         "Reference": latex.ESTIMATOR_NAMES[cfg.reference]}
+    c, an = source("config"), cfg.analysis
+    m = {"ExperimentName": c(cfg.name, "name"), "TaskN": c(cfg.task.n, "task.n"), "TaskM": c(cfg.task.m, "task.m"),
+         "TaskNTest": c(cfg.task.n_test, "task.n_test"), "TaskTarget": c(cfg.task.target, "task.target"),
+         "NetWidths": c("-".join(str(w) for w in (cfg.task.n, *cfg.network.widths, 1)), "task.n, network.widths, 1"),
+         "SigmaW": c(cfg.network.sigma_w, "network.sigma_w"), "SigmaB": c(cfg.network.sigma_b, "network.sigma_b"),
+         "Seed": c(cfg.seed, "seed"), "CountThreshold": c(an.count_threshold, "analysis.count_threshold"),
+         "Bootstrap": c(an.bootstrap, "analysis.bootstrap"),
+         "ConfidencePct": c(int(round(100 * an.confidence)), "100 * analysis.confidence"),
+         "NumSettings": source("runs_summary.csv")(len(runs_sum), "number of rows"),
+         "MatchedReps": c(an.matched_reps, "analysis.matched_reps"),
+         "Permutations": c(an.permutations, "analysis.permutations"),
+         "ChainThin": source("code")(tables.THIN, "analysis.tables.THIN"),
+         "TracedFunctions": source("code")(TOP_FUNCTIONS_TRACED, "study.diagnostics.TOP_FUNCTIONS_TRACED"),
+         "Reference": c(cfg.reference, "reference (rejection if run, else MCMC)", latex.ESTIMATOR_NAMES[cfg.reference])}
     if "sampler_summary" in out:
-        s = out["sampler_summary"].iloc[0]
-        m |= {"RejDraws": int(s["draws"]), "RejAccepted": int(s["accepted"]), "RejAcceptance": float(s["acceptance"]),
-              "RejDistinct": int(s["distinct_functions"])}
+        s, src = out["sampler_summary"].iloc[0], source("sampler_summary.csv")
+        m |= {"RejDraws": src(int(s["draws"]), "draws"), "RejAccepted": src(int(s["accepted"]), "accepted"),
+              "RejAcceptance": src(float(s["acceptance"]), "acceptance"),
+              "RejDistinct": src(int(s["distinct_functions"]), "distinct_functions")}
     if "mcmc_summary" in out:
         for r in out["mcmc_summary"].itertuples():  # bayes_mcmc -> Mcmc..., bayes_mcmc_from_sgd -> McmcFromSgd...
             k = lambda *p: macro_name("Mcmc", r.population.removeprefix("bayes_mcmc"), *p)
-            m |= {k("Chains"): int(r.chains), k("Samples"): int(r.samples), k("Thin"): int(r.thin),
-                  k("BurnIn"): int(r.burn_in), k("Distinct"): int(r.distinct_functions),
-                  k("RhatMax"): float(r.r_hat_max), k("RhatFunctionsMax"): float(r.r_hat_functions_max),
-                  k("EssFunctionsMin"): int(r.ess_bulk_functions_min),
-                  k("EssTailFunctionsMin"): int(r.ess_tail_functions_min),
-                  k("NEff"): int(r.n_eff), k("NEffHalf"): int(min(r.n_eff_half_a, r.n_eff_half_b)),
-                  k("Mixed"): "mixed" if r.mixed else "not mixed", k("Init"): r.init.replace("_", r"\_")}
+            src = source("mcmc_summary.csv", population=r.population)
+            m |= {k("Chains"): src(int(r.chains), "chains"), k("Samples"): src(int(r.samples), "samples"),
+                  k("Thin"): src(int(r.thin), "thin"), k("BurnIn"): src(int(r.burn_in), "burn_in"),
+                  k("Distinct"): src(int(r.distinct_functions), "distinct_functions"),
+                  k("RhatMax"): src(float(r.r_hat_max), "r_hat_max"),
+                  k("RhatFunctionsMax"): src(float(r.r_hat_functions_max), "r_hat_functions_max"),
+                  k("EssFunctionsMin"): src(int(r.ess_bulk_functions_min), "ess_bulk_functions_min"),
+                  k("EssTailFunctionsMin"): src(int(r.ess_tail_functions_min), "ess_tail_functions_min"),
+                  k("NEff"): src(int(r.n_eff), "n_eff"),
+                  k("NEffHalf"): src(int(min(r.n_eff_half_a, r.n_eff_half_b)), "min of n_eff_half_a, n_eff_half_b"),
+                  k("Mixed"): src(bool(r.mixed), "mixed", "mixed" if r.mixed else "not mixed"),
+                  k("Init"): src(r.init, "init")}
     if "nngp_summary" in out:
-        s = out["nngp_summary"].iloc[0]
-        m |= {"NngpLogPSEp": float(s["log_p_s_ep"]), "NngpLogPSExact": float(s["log_p_s_exact"]),
-              "NngpEpFunctions": int(s["ep_functions"]), "NngpEpFailed": int(s["ep_failed"]),
-              "NngpEpSum": float(s["ep_probability_sum"]),
-              "NngpExactAccepted": int(s["exact_samples"]),
-              "NngpExactRhatMax": float(s.get("exact_r_hat_max", float("nan")))}
+        s, src = out["nngp_summary"].iloc[0], source("nngp_summary.csv")
+        m |= {"NngpLogPSEp": src(float(s["log_p_s_ep"]), "log_p_s_ep"),
+              "NngpLogPSExact": src(float(s["log_p_s_exact"]), "log_p_s_exact"),
+              "NngpEpFunctions": src(int(s["ep_functions"]), "ep_functions"),
+              "NngpEpFailed": src(int(s["ep_failed"]), "ep_failed"),
+              "NngpEpSum": src(float(s["ep_probability_sum"]), "ep_probability_sum"),
+              "NngpExactAccepted": src(int(s["exact_samples"]), "exact_samples"),
+              "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max")}
     for r in runs_sum.itertuples():
-        k = lambda *p: macro_name(r.setting, *p)
-        m |= {k("Runs"): int(r.runs), k("Fitted"): int(r.fitted), k("NotFitted"): int(r.not_fitted),
-              k("MeanSteps"): float(r.mean_steps), k("Distinct"): int(r.distinct_functions), k("Lr"): float(r.lr)}
-    m["SgdTotalRuns"] = int(runs_sum["runs"].sum())
-    m["SgdTotalNotFitted"] = int(runs_sum["not_fitted"].sum())
+        k, src = lambda *p: macro_name(r.setting, *p), source("runs_summary.csv", setting=r.setting)
+        m |= {k("Runs"): src(int(r.runs), "runs"), k("Fitted"): src(int(r.fitted), "fitted"),
+              k("NotFitted"): src(int(r.not_fitted), "not_fitted"), k("MeanSteps"): src(float(r.mean_steps), "mean_steps"),
+              k("Distinct"): src(int(r.distinct_functions), "distinct_functions"), k("Lr"): src(float(r.lr), "lr")}
+    m["SgdTotalRuns"] = source("runs_summary.csv")(int(runs_sum["runs"].sum()), "sum of runs")
+    m["SgdTotalNotFitted"] = source("runs_summary.csv")(int(runs_sum["not_fitted"].sum()), "sum of not_fitted")
     for r in agreement.itertuples():
         k = lambda *p: macro_name(r.comparison, r.setting, r.statistic, *p)
+        src = source("agreement.csv", comparison=r.comparison, setting=r.setting, statistic=r.statistic)
         value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
         if r.comparison == "sgd_vs_bayes":  # matched: comparison, floor and effect at one n
-            m |= {k(): value, k("Floor"): float(r.floor), k("Effect"): float(r.effect),
-                  k("EffectLo"): float(r.effect_low), k("EffectHi"): float(r.effect_high)}
+            m |= {k(): src(value, "value"), k("Floor"): src(float(r.floor), "floor"),
+                  k("Effect"): src(float(r.effect), "effect"), k("EffectLo"): src(float(r.effect_low), "effect_low"),
+                  k("EffectHi"): src(float(r.effect_high), "effect_high")}
             kk = lambda *p: macro_name(r.comparison, r.setting, *p)
-            m |= {kk("N"): int(r.n_a), kk("PValue"): float(r.p_value), kk("QValue"): float(r.q_value)}
+            m |= {kk("N"): src(int(r.n_a), "n_a"), kk("PValue"): src(float(r.p_value), "p_value"),
+                  kk("QValue"): src(float(r.q_value), "q_value")}
         else:  # against EP's computed P_B: the statistic with its bootstrap interval
-            m |= {k(): value, k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+            m |= {k(): src(value, "value"), k("Lo"): src(float(r.ci_low), "ci_low"),
+                  k("Hi"): src(float(r.ci_high), "ci_high")}
     for r in coverage.itertuples():
-        m[macro_name(r.setting, "InBoth")] = int(r.functions_in_both)
-        m[macro_name(r.setting, "Decades")] = float(r.decades_bayes)
-    m["MinInBoth"] = int(coverage["functions_in_both"].min())
-    m["MinDecades"] = float(coverage["decades_bayes"].min())
+        src = source("coverage.csv", setting=r.setting)
+        m[macro_name(r.setting, "InBoth")] = src(int(r.functions_in_both), "functions_in_both")
+        m[macro_name(r.setting, "Decades")] = src(float(r.decades_bayes), "decades_bayes")
+    m["MinInBoth"] = source("coverage.csv")(int(coverage["functions_in_both"].min()), "min of functions_in_both")
+    m["MinDecades"] = source("coverage.csv")(float(coverage["decades_bayes"].min()), "min of decades_bayes")
     return m
 
 
-def timing_macros(timings: pd.DataFrame) -> dict:
+def timing_macros(timings: pd.DataFrame) -> dict[str, Macro]:
     """The paper's cost figures (timing_macros.tex), apart from its results (macros.tex): they
     change from run to run and machine to machine."""
     m = {}
     for r in timings.itertuples():
+        src = source("timings.csv", stage=r.stage, item=r.item)
         if r.stage == "sgd":
-            m[macro_name(r.item, "RunsPerSecond")] = int(round(r.rate))
+            m[macro_name(r.item, "RunsPerSecond")] = src(int(round(r.rate)), "rate")
         elif r.stage == "rejection":
-            m |= {"RejDrawsPerSecond": int(round(r.rate)), "RejMinutes": float(r.seconds / 60)}
+            m |= {"RejDrawsPerSecond": src(int(round(r.rate)), "rate"),
+                  "RejMinutes": src(float(r.seconds / 60), "seconds / 60")}
         elif r.stage == "mcmc":
-            m["McmcSamplesPerSecond"] = int(round(r.rate))
+            m["McmcSamplesPerSecond"] = src(int(round(r.rate)), "rate")
         elif r.stage == "nngp_ep":
-            m["NngpEpMsPerFunction"] = float(1e3 / r.rate)
+            m["NngpEpMsPerFunction"] = src(float(1e3 / r.rate), "1000 / rate")
         elif r.stage == "geometry":
-            m["GeoMsPerPoint"] = float(1e3 / r.rate)
+            m["GeoMsPerPoint"] = src(float(1e3 / r.rate), "1000 / rate")
     return m
 
 

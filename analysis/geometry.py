@@ -209,40 +209,56 @@ def accessibility(fn: pd.DataFrame, threshold: int, min_points: int, rng: np.ran
 
 def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
     """Paper numbers from the geometry tables (names built from population, measure, statistic)."""
-    from analysis.macros import macro_name
+    from analysis.macros import macro_name, source
 
     m: dict[str, object] = {}
     ident = out["geometry_identity"]
     for (state, loss), g in ident.groupby(["state", "loss"], sort=False):
-        k = lambda *p: macro_name("Identity", state, loss, *p)
-        m |= {k("MaxErr"): float(g["max_rel_error"].max()), k("MedianErr"): float(g["median_rel_error"].median()),
-              k("MaxResidual"): float(g["max_rel_residual"].max()), k("MaxLoss"): float(g["max_loss"].max()),
-              k("Points"): int(g["points"].sum()), k("NotReached"): int(g["not_reached"].sum())}
+        k, src = lambda *p: macro_name("Identity", state, loss, *p), source("geometry_identity.csv", state=state, loss=loss)
+        m |= {k("MaxErr"): src(float(g["max_rel_error"].max()), "max of max_rel_error"),
+              k("MedianErr"): src(float(g["median_rel_error"].median()), "median of median_rel_error"),
+              k("MaxResidual"): src(float(g["max_rel_residual"].max()), "max of max_rel_residual"),
+              k("MaxLoss"): src(float(g["max_loss"].max()), "max of max_loss"),
+              k("Points"): src(int(g["points"].sum()), "sum of points"),
+              k("NotReached"): src(int(g["not_reached"].sum()), "sum of not_reached")}
     failures = out["hessian_failures"]
     for loss in HESSIAN_LOSSES:
-        m[macro_name("Geo", "hess", loss, "not_converged")] = int(failures[f"hess_{loss}_not_converged"].sum())
-    for r in out["radius_censoring"].itertuples():
-        k = lambda *p: macro_name("Geo", r.population, *p)
-        m |= {k("DirectionsCensored"): float(r.directions_censored), k("PointsMedianCensored"): int(r.points_median_censored)}
-    m["GeoDirectionsCensoredMax"] = float(out["radius_censoring"]["directions_censored"].max())
-    m["GeoPointsMedianCensored"] = int(out["radius_censoring"]["points_median_censored"].sum())
+        column = f"hess_{loss}_not_converged"
+        m[macro_name("Geo", "hess", loss, "not_converged")] = source("hessian_failures.csv")(
+            int(failures[column].sum()), f"sum of {column}")
+    censoring = out["radius_censoring"]
+    for r in censoring.itertuples():
+        k, src = lambda *p: macro_name("Geo", r.population, *p), source("radius_censoring.csv", population=r.population)
+        m |= {k("DirectionsCensored"): src(float(r.directions_censored), "directions_censored"),
+              k("PointsMedianCensored"): src(int(r.points_median_censored), "points_median_censored")}
+    src = source("radius_censoring.csv")
+    m["GeoDirectionsCensoredMax"] = src(float(censoring["directions_censored"].max()), "max of directions_censored")
+    m["GeoPointsMedianCensored"] = src(int(censoring["points_median_censored"].sum()), "sum of points_median_censored")
     for r in out["geometry_summary"].itertuples():
-        m[macro_name("Geo", r.population, r.measure, "Median")] = float(r.median)
+        src = source("geometry_summary.csv", population=r.population, measure=r.measure)
+        m[macro_name("Geo", r.population, r.measure, "Median")] = src(float(r.median), "median")
     for r in out["geometry_compare"].itertuples():
         k = lambda *p: macro_name("Geo", r.population, r.measure, *p)
-        m |= {k("ProbGreater"): float(r.prob_greater), k("PValue"): float(r.p_value), k("QValue"): float(r.q_value),
-              k("MedianDiff"): float(r.median_difference), k("MedianDiffLo"): float(r.ci_low),
-              k("MedianDiffHi"): float(r.ci_high)}
+        src = source("geometry_compare.csv", population=r.population, measure=r.measure)
+        m |= {k("ProbGreater"): src(float(r.prob_greater), "prob_greater"), k("PValue"): src(float(r.p_value), "p_value"),
+              k("QValue"): src(float(r.q_value), "q_value"),
+              k("MedianDiff"): src(float(r.median_difference), "median_difference"),
+              k("MedianDiffLo"): src(float(r.ci_low), "ci_low"), k("MedianDiffHi"): src(float(r.ci_high), "ci_high")}
     for r in out["geometry_paired"].itertuples():
         k = lambda *p: macro_name("Paired", r.setting, r.measure, *p)
-        m |= {k("Functions"): int(r.functions), k("FracLarger"): float(r.frac_sgd_larger), k("PValue"): float(r.p_sign_test)}
+        src = source("geometry_paired.csv", setting=r.setting, measure=r.measure)
+        m |= {k("Functions"): src(int(r.functions), "functions"),
+              k("FracLarger"): src(float(r.frac_sgd_larger), "frac_sgd_larger"),
+              k("PValue"): src(float(r.p_sign_test), "p_sign_test")}
     for r in out["accessibility"].itertuples():
         k = lambda *p: macro_name("Access", r.setting, r.measure, r.target, *p)
-        m |= {k(): float(r.spearman), k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
-        m[macro_name("Access", r.setting, "Functions")] = int(r.functions)
+        src = source("accessibility.csv", setting=r.setting, measure=r.measure, target=r.target)
+        m |= {k(): src(float(r.spearman), "spearman"), k("Lo"): src(float(r.ci_low), "ci_low"),
+              k("Hi"): src(float(r.ci_high), "ci_high")}
+        m[macro_name("Access", r.setting, "Functions")] = src(int(r.functions), "functions")
     m |= summary_macros(out)
-    cost = out["geometry_cost"].iloc[0]
-    m |= {"GeoPoints": int(cost["points"]), "GeoNParams": int(cost["n_params"])}
+    cost, src = out["geometry_cost"].iloc[0], source("geometry_cost.csv")
+    m |= {"GeoPoints": src(int(cost["points"]), "points"), "GeoNParams": src(int(cost["n_params"]), "n_params")}
     return m
 
 
@@ -250,33 +266,48 @@ def summary_macros(out: dict[str, pd.DataFrame], alpha: float = 0.05) -> dict[st
     """Ranges over the SGD settings and counts of settings with a significant shift (Benjamini-
     Hochberg q < alpha over every comparison of the table), per measure, so the paper's sentences
     hold whatever the settings are; with the number of comparisons in each family."""
-    from analysis.macros import macro_name
+    from analysis.macros import macro_name, source
 
     m: dict[str, object] = {}
     comp = out["geometry_compare"]
     sgd = comp[~comp["population"].str.startswith("bayes_")]
     for measure, g in sgd.groupby("measure", sort=False):
         k = lambda *p: macro_name("Geo", measure, *p)
+        src = source("geometry_compare.csv", "population!=bayes_*", measure=measure)
         sig = g["q_value"] < alpha
-        m |= {k("ProbGreaterMin"): float(g["prob_greater"].min()), k("ProbGreaterMax"): float(g["prob_greater"].max()),
-              k("SgdLarger"): int((sig & (g["prob_greater"] > 0.5)).sum()),
-              k("SgdSmaller"): int((sig & (g["prob_greater"] < 0.5)).sum())}
-    m["GeoNumSgd"] = int(sgd["population"].nunique())
-    m["GeoComparisons"] = int(comp["comparisons"].iat[0]) if len(comp) else 0
+        m |= {k("ProbGreaterMin"): src(float(g["prob_greater"].min()), "min of prob_greater"),
+              k("ProbGreaterMax"): src(float(g["prob_greater"].max()), "max of prob_greater"),
+              k("SgdLarger"): src(int((sig & (g["prob_greater"] > 0.5)).sum()),
+                                  f"rows with q_value < {alpha}, prob_greater > 0.5"),
+              k("SgdSmaller"): src(int((sig & (g["prob_greater"] < 0.5)).sum()),
+                                   f"rows with q_value < {alpha}, prob_greater < 0.5")}
+    m["GeoNumSgd"] = source("geometry_compare.csv", "population!=bayes_*")(int(sgd["population"].nunique()),
+                                                                            "number of populations")
+    m["GeoComparisons"] = source("geometry_compare.csv")(int(comp["comparisons"].iat[0]) if len(comp) else 0,
+                                                         "comparisons (first row)")
     paired = out["geometry_paired"]
     for measure, g in paired.groupby("measure", sort=False):
-        k = lambda *p: macro_name("Paired", measure, *p)
+        k, src = lambda *p: macro_name("Paired", measure, *p), source("geometry_paired.csv", measure=measure)
         sig = g["q_value"] < alpha
-        m |= {k("FracLargerMin"): float(g["frac_sgd_larger"].min()), k("FracLargerMax"): float(g["frac_sgd_larger"].max()),
-              k("FunctionsMin"): int(g["functions"].min()), k("FunctionsMax"): int(g["functions"].max()),
-              k("SgdLarger"): int((sig & (g["frac_sgd_larger"] > 0.5)).sum()),
-              k("SgdSmaller"): int((sig & (g["frac_sgd_larger"] < 0.5)).sum())}
-    m["PairedComparisons"] = int(paired["comparisons"].iat[0]) if len(paired) else 0
+        m |= {k("FracLargerMin"): src(float(g["frac_sgd_larger"].min()), "min of frac_sgd_larger"),
+              k("FracLargerMax"): src(float(g["frac_sgd_larger"].max()), "max of frac_sgd_larger"),
+              k("FunctionsMin"): src(int(g["functions"].min()), "min of functions"),
+              k("FunctionsMax"): src(int(g["functions"].max()), "max of functions"),
+              k("SgdLarger"): src(int((sig & (g["frac_sgd_larger"] > 0.5)).sum()),
+                                  f"rows with q_value < {alpha}, frac_sgd_larger > 0.5"),
+              k("SgdSmaller"): src(int((sig & (g["frac_sgd_larger"] < 0.5)).sum()),
+                                   f"rows with q_value < {alpha}, frac_sgd_larger < 0.5")}
+    m["PairedComparisons"] = source("geometry_paired.csv")(int(paired["comparisons"].iat[0]) if len(paired) else 0,
+                                                           "comparisons (first row)")
     acc = out["accessibility"]
     for (measure, target), g in acc.groupby(["measure", "target"], sort=False):
         k = lambda *p: macro_name("Access", measure, target, *p)
-        m |= {k("Min"): float(g["spearman"].min()), k("Max"): float(g["spearman"].max()),
-              k("Positive"): int((g["ci_low"] > 0).sum()), k("Negative"): int((g["ci_high"] < 0).sum())}
-    m["AccessFunctionsMin"] = int(acc["functions"].min())
-    m["AccessFunctionsMax"] = int(acc["functions"].max())
+        src = source("accessibility.csv", measure=measure, target=target)
+        m |= {k("Min"): src(float(g["spearman"].min()), "min of spearman"),
+              k("Max"): src(float(g["spearman"].max()), "max of spearman"),
+              k("Positive"): src(int((g["ci_low"] > 0).sum()), "rows with ci_low > 0"),
+              k("Negative"): src(int((g["ci_high"] < 0).sum()), "rows with ci_high < 0")}
+    src = source("accessibility.csv")
+    m["AccessFunctionsMin"] = src(int(acc["functions"].min()), "min of functions")
+    m["AccessFunctionsMax"] = src(int(acc["functions"].max()), "max of functions")
     return m

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.macros import fmt
-
+from analysis.macros import Macro, fmt, macro_name, source
 
 
 def _matched_cell(row: pd.Series) -> str:
@@ -53,7 +52,7 @@ WORSE = {"pearson_log": lambda r: r["effect_high"] < 0, "slope_log": lambda r: (
          "tv": lambda r: r["effect_low"] > 0, "kl": lambda r: r["effect_low"] > 0}
 
 
-def summary_macros(agreement: pd.DataFrame, alpha: float = 0.05) -> dict:
+def summary_macros(agreement: pd.DataFrame, alpha: float = 0.05) -> dict[str, Macro]:
     """Ranges over settings of the matched statistics, their floors and effects, how many settings
     are further from the posterior than the floor (effect interval excluding 0) and how many the
     two-sample test rejects (Benjamini-Hochberg q < alpha over the settings)."""
@@ -61,21 +60,29 @@ def summary_macros(agreement: pd.DataFrame, alpha: float = 0.05) -> dict:
     matched = agreement[agreement["comparison"] == "sgd_vs_bayes"]
     for stat, name in [("pearson_log", "Pearson"), ("slope_log", "Slope"), ("tv", "Tv"), ("kl", "Kl")]:
         vals = matched[matched["statistic"] == stat]
+        src = source("agreement.csv", comparison="sgd_vs_bayes", statistic=stat)
         for column, label in (("value", "Matched"), ("floor", "Floor"), ("effect", "Effect")):
             lo, hi = float(vals[column].min()), float(vals[column].max())
-            out[f"{label}{name}Min"], out[f"{label}{name}Max"], out[f"{label}{name}Range"] = lo, hi, span(lo, hi)
-        out[f"SettingsWorse{name}"] = int(WORSE[stat](vals).sum())
+            out[f"{label}{name}Min"], out[f"{label}{name}Max"] = src(lo, f"min of {column}"), src(hi, f"max of {column}")
+            out[f"{label}{name}Range"] = src(span(lo, hi), f"min--max of {column}")
+        out[f"SettingsWorse{name}"] = src(int(WORSE[stat](vals).sum()), "settings further than the floor (latex.WORSE)")
         if stat == "slope_log":
-            out["SettingsSteeperSlope"] = int((vals["effect_low"] > 0).sum())
-    tests = matched.drop_duplicates("setting")
-    out |= {"MatchedNMin": int(tests["n_a"].min()), "MatchedNMax": int(tests["n_a"].max()),
-            "MatchedNRange": span(int(tests["n_a"].min()), int(tests["n_a"].max())),
-            "PValueMin": float(tests["p_value"].min()), "PValueMax": float(tests["p_value"].max()),
-            "FloorPValueMin": float(tests["floor_p_value"].min()), "FloorPValueMax": float(tests["floor_p_value"].max()),
-            "SettingsRejected": int((tests["q_value"] < alpha).sum()), "TestAlpha": alpha}
+            out["SettingsSteeperSlope"] = src(int((vals["effect_low"] > 0).sum()), "settings with effect_low > 0")
+    tests, src = matched.drop_duplicates("setting"), source("agreement.csv", comparison="sgd_vs_bayes")
+    out |= {"MatchedNMin": src(int(tests["n_a"].min()), "min of n_a"),
+            "MatchedNMax": src(int(tests["n_a"].max()), "max of n_a"),
+            "MatchedNRange": src(span(int(tests["n_a"].min()), int(tests["n_a"].max())), "min--max of n_a"),
+            "PValueMin": src(float(tests["p_value"].min()), "min of p_value"),
+            "PValueMax": src(float(tests["p_value"].max()), "max of p_value"),
+            "FloorPValueMin": src(float(tests["floor_p_value"].min()), "min of floor_p_value"),
+            "FloorPValueMax": src(float(tests["floor_p_value"].max()), "max of floor_p_value"),
+            "SettingsRejected": src(int((tests["q_value"] < alpha).sum()), f"settings with q_value < {alpha}"),
+            "TestAlpha": source("code")(alpha, "alpha of analysis.latex.summary_macros")}
     tv = matched[matched["statistic"] == "tv"].sort_values("effect")
-    out["ClosestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[0]) + "}"
-    out["FarthestTvSetting"] = r"\texttt{" + fmt(tv["setting"].iat[-1]) + "}"
+    src = source("agreement.csv", comparison="sgd_vs_bayes", statistic="tv")
+    for label, i, which in (("Closest", 0, "smallest"), ("Farthest", -1, "largest")):
+        setting = tv["setting"].iat[i]
+        out[f"{label}TvSetting"] = src(setting, f"setting of the {which} effect", r"\texttt{" + fmt(setting) + "}")
     return out
 
 
@@ -105,33 +112,41 @@ def estimators_table(estimators: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def estimator_macros(estimators: pd.DataFrame, agreement: pd.DataFrame) -> dict:
+def estimator_macros(estimators: pd.DataFrame, agreement: pd.DataFrame) -> dict[str, Macro]:
     """Named numbers of the cross-check: each pair's statistics (matched pairs with floor, effect
     and p-value), ranges over the pairs, and SGD against EP's range."""
-    from analysis.macros import macro_name
-
     out = {}
     short = lambda name: ESTIMATOR_NAMES[name].replace(" ", "").replace("-", "")
     for r in estimators.itertuples():
         k = lambda *p: macro_name("Est", short(r.estimator), "vs", short(r.reference), r.statistic, *p)
+        src = source("estimators.csv", comparison=r.comparison, statistic=r.statistic)
         value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
-        out[k()] = value
+        out[k()] = src(value, "value")
         if r.reference == "nngp_ep":
-            out |= {k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
+            out |= {k("Lo"): src(float(r.ci_low), "ci_low"), k("Hi"): src(float(r.ci_high), "ci_high")}
         else:
-            out |= {k("Floor"): float(r.floor), k("Effect"): float(r.effect), k("EffectLo"): float(r.effect_low),
-                    k("EffectHi"): float(r.effect_high)}
+            out |= {k("Floor"): src(float(r.floor), "floor"), k("Effect"): src(float(r.effect), "effect"),
+                    k("EffectLo"): src(float(r.effect_low), "effect_low"),
+                    k("EffectHi"): src(float(r.effect_high), "effect_high")}
             kk = lambda *p: macro_name("Est", short(r.estimator), "vs", short(r.reference), *p)
-            out |= {kk("N"): int(r.n_a), kk("PValue"): float(r.p_value)}
+            out |= {kk("N"): src(int(r.n_a), "n_a"), kk("PValue"): src(float(r.p_value), "p_value")}
     tv = estimators[(estimators["statistic"] == "tv") & (estimators["reference"] != "nngp_ep")]
     if len(tv):
-        out |= {"EstCrossTvMin": float(tv["value"].min()), "EstCrossTvMax": float(tv["value"].max()),
-                "EstFloorTvMin": float(tv["floor"].min()), "EstFloorTvMax": float(tv["floor"].max()),
-                "EstCrossAboveFloors": int((tv["effect_low"] > 0).sum()), "EstCrossPairs": len(tv),
-                "EstCrossRejected": int((tv["q_value"] < 0.05).sum())}
+        src = source("estimators.csv", "reference!=nngp_ep", statistic="tv")
+        out |= {"EstCrossTvMin": src(float(tv["value"].min()), "min of value"),
+                "EstCrossTvMax": src(float(tv["value"].max()), "max of value"),
+                "EstFloorTvMin": src(float(tv["floor"].min()), "min of floor"),
+                "EstFloorTvMax": src(float(tv["floor"].max()), "max of floor"),
+                "EstCrossAboveFloors": src(int((tv["effect_low"] > 0).sum()), "pairs with effect_low > 0"),
+                "EstCrossPairs": src(len(tv), "number of rows"),
+                "EstCrossRejected": src(int((tv["q_value"] < 0.05).sum()), "pairs with q_value < 0.05")}
     ep = agreement[(agreement["comparison"] == "sgd_vs_nngp_ep") & (agreement["statistic"] == "pearson_log")]
     if len(ep):
-        out["SgdEpPearsonMin"], out["SgdEpPearsonMax"] = float(ep["value"].min()), float(ep["value"].max())
+        src = source("agreement.csv", comparison="sgd_vs_nngp_ep", statistic="pearson_log")
+        out["SgdEpPearsonMin"], out["SgdEpPearsonMax"] = (src(float(ep["value"].min()), "min of value"),
+                                                          src(float(ep["value"].max()), "max of value"))
         slope = agreement[(agreement["comparison"] == "sgd_vs_nngp_ep") & (agreement["statistic"] == "slope_log")]
-        out["SgdEpSlopeMin"], out["SgdEpSlopeMax"] = float(slope["value"].min()), float(slope["value"].max())
+        src = source("agreement.csv", comparison="sgd_vs_nngp_ep", statistic="slope_log")
+        out["SgdEpSlopeMin"], out["SgdEpSlopeMax"] = (src(float(slope["value"].min()), "min of value"),
+                                                      src(float(slope["value"].max()), "max of value"))
     return out

@@ -60,18 +60,22 @@ def sweep_correlation(sweep: pd.DataFrame, rng: np.random.Generator, boot: int, 
 
 
 def sweep_macros(summary: pd.DataFrame, corr: pd.DataFrame) -> dict[str, object]:
-    from analysis.macros import macro_name
+    from analysis.macros import macro_name, source
 
     m: dict[str, object] = {}
     for r in summary.itertuples():
         k = lambda *p: macro_name("Sweep", r.variant, *p)
-        m |= {k("Runs"): int(r.runs), k("Fitted"): int(r.fitted), k("Steps"): float(r.median_steps)}
+        src = source("sweep_summary.csv", variant=r.variant, population=r.population)
+        m |= {k("Runs"): src(int(r.runs), "runs"), k("Fitted"): src(int(r.fitted), "fitted"),
+              k("Steps"): src(float(r.median_steps), "median_steps")}
         for measure in MEASURES:
-            m[k(measure)] = float(getattr(r, f"{measure}_median"))
+            m[k(measure)] = src(float(getattr(r, f"{measure}_median")), f"{measure}_median")
     for r in corr[corr["scope"].isin(["all_sgd", "all_bayes"])].itertuples():
         k = lambda *p: macro_name("SweepCorr", r.scope, r.x, r.y, *p)
-        m |= {k(): float(r.spearman), k("Lo"): float(r.ci_low), k("Hi"): float(r.ci_high)}
-    sgd = summary[summary["population"] == "sgd"]
-    m["SweepVariants"] = len(sgd)
-    m["SweepNotFitted"] = int((sgd["runs"] - sgd["fitted"]).sum())
+        src = source("sweep_correlation.csv", scope=r.scope, x=r.x, y=r.y)
+        m |= {k(): src(float(r.spearman), "spearman"), k("Lo"): src(float(r.ci_low), "ci_low"),
+              k("Hi"): src(float(r.ci_high), "ci_high")}
+    sgd, src = summary[summary["population"] == "sgd"], source("sweep_summary.csv", population="sgd")
+    m["SweepVariants"] = src(len(sgd), "number of rows")
+    m["SweepNotFitted"] = src(int((sgd["runs"] - sgd["fitted"]).sum()), "sum of runs - fitted")
     return m

@@ -1,6 +1,7 @@
 """End to end on the smoke profile: stages, analysis and figures; determinism; resuming after a
 kill; refusing results made by another config."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,9 @@ def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
         assert (smoke / "figures" / f"{name}.png").stat().st_size > 1000
     macros = (smoke / "macros.tex").read_text()
     assert r"\newcommand{\EOneRejDraws}" in macros and r"\EOneMcmcRhatMax" in macros and "nan" not in macros.lower()
+    sources = pd.read_csv(smoke / "macros.csv")  # every macro traced to the table it came from
+    assert [rf"\newcommand{{\{name}}}" for name in sources["macro"]] == re.findall(r"\\newcommand\{\\\w+\}", macros)
+    assert sources["table"].notna().all() and (smoke / "timing_macros.csv").exists()
 
 
 def test_geometry_points_are_the_populations_own_points(smoke):
@@ -187,14 +191,14 @@ def test_sweep_measures_every_zero_error_point_of_every_variant(smoke):
 
 def test_same_config_and_seed_give_identical_csvs(smoke, tmp_path):
     """Every result CSV (raw, chunks and tables) and the paper's macros are byte-identical between
-    two runs; only the *_timings.csv files, timings.csv and timing_macros.tex hold wall-clock time."""
+    two runs; only the *_timings.csv files, timings.csv and timing_macros.tex/.csv hold wall-clock time."""
     run_stages(SMOKE, tmp_path)
     assert analysis_main(["--config", str(SMOKE), "--results", str(tmp_path)]) == 0
     again = tmp_path / "e1_smoke"
     compared = 0
     for path in sorted(again.rglob("*.csv")):
         relative = path.relative_to(again)
-        if path.name.endswith("_timings.csv") or path.name == "timings.csv":
+        if path.name.endswith("_timings.csv") or path.name in ("timings.csv", "timing_macros.csv"):
             continue
         assert path.read_bytes() == (smoke / relative).read_bytes(), f"{relative} differs between two runs"
         compared += 1

@@ -3,7 +3,6 @@ from hypothesis import given, strategies as st
 from scipy import stats as sps
 
 from analysis import stats
-from analysis.macros import fmt, macro_name
 
 counts = st.lists(st.integers(0, 1000), min_size=2, max_size=40).filter(lambda c: sum(c) > 0)
 
@@ -56,15 +55,6 @@ def test_tv_of_independent_samples_shrinks_and_bootstrap_covers_truth():
 
 def test_decades():
     assert np.isclose(stats.decades(np.array([0.1, 0.001, 0.0])), 2)
-
-
-def test_macro_names_and_numbers():
-    name = macro_name("sgd_vs_bayes", "sgd_b2_ce", "pearson_log", "Lo")
-    assert name.isalpha() and name == "SgdVsBayesSgdBTwoCePearsonLogLo"
-    assert fmt(1234567) == r"1\,234\,567"
-    assert fmt(0.123456) == "0.12"
-    assert fmt(1.5e-4) == r"\ensuremath{1.5\times 10^{-4}}"
-    assert fmt(float("nan")) == "n/a"
 
 
 # ---------------------------------------------------------------------------------------------
