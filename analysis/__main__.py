@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis import geometry, latex, sweep, tables
 from analysis.macros import Macro, macro_name, provenance, render, source
-from study.cli import load_or_report
+from study.config import load_or_report
 from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.tasks import make_task
@@ -73,11 +73,12 @@ def build(cfg, results: Path) -> Path:
     for name, frame in out.items():
         if "seed" not in frame:
             frame = frame.assign(seed=cfg.seed)
-        if "config_hash" not in frame:
-            frame = frame.assign(config_hash=cfg.hash())
+        # config_hash (where a table has one) is the hash of the stage whose rows it carries;
+        # experiment_hash is the hash of the whole config the analysis read
+        frame = frame.assign(experiment_hash=cfg.hash())
         atomic_write_csv(frame, out_dir / f"{name}.csv")
         write_sidecar(out_dir / f"{name}.csv", analysis_seconds=time.perf_counter() - start, seed=cfg.seed,
-                      config_hash=cfg.hash())
+                      experiment_hash=cfg.hash())
 
     prefix = macro_prefix(cfg)
     atomic_write_text(results / cfg.name / "settings_table.tex", latex.settings_table(runs_sum, agreement))
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
     try:
         out = build(cfg, Path(args.results))
     except FileNotFoundError as err:
-        print(f"error: {err}; run `python -m study sample/train --config {args.config}` first", file=sys.stderr)
+        print(f"error: {err}; run `python -m study run --config {args.config}` first", file=sys.stderr)
         return 2
     print(f"wrote tables to {out}")
     return 0

@@ -164,7 +164,9 @@ class ExperimentConfig:
         return "bayes_rejection" if self.rejection is not None else "bayes_mcmc"
 
     def hash(self, *sections: str) -> str:
-        """Short stable hash of the named sections (all when none), plus name and seed."""
+        """Short stable hash of the named sections (all when none), plus name and seed: with none,
+        the experiment_hash of the analysis tables (a raw table's config_hash is its stage's,
+        study.stages.stage_hash)."""
         data = dataclasses.asdict(self)
         keep = sections or tuple(data)
         payload = {k: data[k] for k in ("name", "seed", *keep)}
