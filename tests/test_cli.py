@@ -1,0 +1,52 @@
+"""The command line (study/cli.py): bad configs and files are refused before any work, machine
+faults end in one line saying what to do."""
+import pytest
+
+from study import cli
+
+
+def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nseed = 0\n[task]\nm = 500\n')
+    results = tmp_path / "results"
+    for stage in ("check", "rejection", "sgd"):
+        assert cli.main([stage, "--config", str(bad), "--results", str(results)]) == 2
+        assert "task.m" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_cli_rejects_missing_and_malformed_files(tmp_path, capsys):
+    assert cli.main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
+    (tmp_path / "x.toml").write_text("name = \n")
+    assert cli.main(["check", "--config", str(tmp_path / "x.toml")]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_a_config_that_is_not_utf8_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "latin1.toml").write_bytes('name = "caf\u00e9"\nseed = 0\n'.encode("latin-1"))
+    assert cli.main(["check", "--config", str(tmp_path / "latin1.toml")]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_full_disk_ends_in_one_line_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    """The CLI's fault path: an OSError (ENOSPC) from a write is one line naming the file and what
+    to do, exit 1, no traceback; with --debug the exception itself propagates."""
+    import errno
+
+    from study import store
+
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\nseed = 0\n[task]\nm = 10\nn_test = 4\n[rejection]\n'
+                      '[sgd]\nruns = 8\nchunk_runs = 8\npool = 8\nmax_steps = 50\n'
+                      '[[sgd.settings]]\nname = "a"\nbatch_size = 2\n')
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "atomic_write_text", full)
+    args = ["sgd", "--config", str(config), "--results", str(tmp_path / "r"), "--no-progress"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "no space left on the device" in err and "manifest.json" in err and "Traceback" not in err
+    with pytest.raises(OSError):
+        cli.main(args + ["--debug"])
