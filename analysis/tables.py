@@ -2,6 +2,7 @@
 populations, agreement statistics against the Bayes-vs-Bayes noise floor, run summaries."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def joint_table(sgd: dict[str, int], bayes: dict[str, int], setting: str, task: 
     """One row per function seen by SGD or the reference estimator; with EP also its log P_B."""
     keys, a, b = stats.align(sgd, bayes)
     frame = pd.DataFrame({"setting": setting, "function": keys, "count_sgd": a, "count_bayes": b,
-                          "p_sgd": a / a.sum(), "p_bayes": b / b.sum(), "reference": reference})
+                          "p_sgd": a / a.sum() if a.sum() else np.nan, "p_bayes": b / b.sum(), "reference": reference})
     if ep is not None:
         frame["log_p_ep"] = [ep.get(k, np.nan) for k in keys]
     bits = [hex_to_bits(k, len(task.test_idx)) for k in keys]
@@ -173,6 +174,13 @@ def _matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, r
     return pd.DataFrame([{**base, "statistic": k, **v} for k, v in res["statistics"].items()])
 
 
+def _unavailable(name: str, setting: str) -> pd.DataFrame:
+    """The rows of a comparison that has no sample to compare: every statistic n/a, n_a = 0."""
+    return pd.DataFrame([{"comparison": name, "setting": setting, "n_a": 0, "n_test": 0, "statistic": k,
+                          "value": np.nan, "floor": np.nan, "effect": np.nan, "p_value": np.nan}
+                         for k in stats.STATISTICS])
+
+
 def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
     """Benjamini-Hochberg q-values of the two-sample tests over the table's comparisons (one
     p-value per comparison, repeated on its statistic rows)."""
@@ -189,6 +197,12 @@ def agreement_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep:
     frames = []
     for setting, group in runs.groupby("setting", sort=False):
         counts = sgd_counts(group)
+        if not counts:  # no run fitted S: nothing to compare, said in the table (n_a = 0), not dropped
+            print(f"warning: SGD setting {setting}: no run fitted S; its comparisons are n/a", file=sys.stderr)
+            frames.append(_unavailable("sgd_vs_bayes", setting))
+            if ep is not None:
+                frames.append(_unavailable("sgd_vs_nngp_ep", setting))
+            continue
         frames.append(_matched("sgd_vs_bayes", setting, counts, sum(counts.values()), estimators[cfg.reference],
                                n_eff[cfg.reference], cfg, rng))
         if ep is not None:

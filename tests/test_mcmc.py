@@ -151,20 +151,6 @@ def test_diagnostics_on_mixed_and_stuck_chains(tiny):
     assert table.loc["stuck", "r_hat"] > 2 and table.loc["iid", "r_hat"] < 1.01
 
 
-def test_rank_normalised_r_hat_sees_chains_that_differ_in_spread_only():
-    """Four chains with one mean and two different scales: the classic split R-hat (numpyro) sees
-    nothing, the rank-normalised one (ArviZ, folded for the tails) flags them."""
-    from numpyro.diagnostics import split_gelman_rubin
-
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(4, 2000)) * np.array([1.0, 1.0, 4.0, 4.0])[:, None]
-    assert split_gelman_rubin(x) < 1.01
-    with pytest.warns(mcmc.ConvergenceWarning, match="'spread'"):
-        table = mcmc.diagnostics({"spread": x})
-    assert table["r_hat"].iat[0] > 1.05
-    assert {"ess_bulk", "ess_tail"} <= set(table)
-
-
 def test_function_indicators_trace_the_most_frequent_functions():
     words = np.array([[[1], [1], [2]], [[3], [1], [2]]], np.uint32)  # 2 chains, 3 samples, |E| <= 32
     ind = mcmc.function_indicators(words, 4, top=2)
