@@ -171,7 +171,7 @@ FORCE:
 # Code that converges on one CPU's kernels and breaks on another's shows up here, not on a user's
 # machine. (Skipped when PYTEST_ARGS selects tests.)
 XLA_SECOND_CONFIG = --xla_cpu_use_thunk_runtime=false
-NUMERICAL_TESTS = tests/test_geometry.py tests/test_nngp.py tests/test_truncated.py tests/test_mcmc.py
+NUMERICAL_TESTS = tests/test_geometry.py tests/test_nngp.py tests/test_ess.py tests/test_truncated.py tests/test_mcmc.py
 
 test: venv ## run the test suite with pytest (PYTEST_ARGS="-k name" to select), then its numerical tests under a second XLA CPU configuration; under 15 min on a 2-core CPU
 	$(PY) -m pytest -q $(PYTEST_ARGS)

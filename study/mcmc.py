@@ -5,6 +5,7 @@ The target is N(0, diag(prior_std_D^2)) times the indicator of zero training err
 Adams & MacKay 2010) leaves exactly this "Gaussian prior x likelihood" invariant and needs no
 gradients; with an indicator likelihood every move stays inside the zero-error set. Chains run in
 whitened coordinates u = theta / prior_std_D ~ N(0, I), so the Gaussian ESS sees is the identity.
+The transition is study/ess.py's (blackjax's), the one the NNGP's truncated Gaussian uses too.
 
 C chains advance side by side (vmap; the chain axis is the first axis). Only the function each
 kept sample computes on E (packed signs) and a few scalar summaries for convergence diagnostics
@@ -23,12 +24,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from study import ess
 from study.diagnostics import RHAT_THRESHOLD, chain_diagnostics
 from study.encoding import count_functions, fits, pack_signs, words_to_hex
 from study.network import Network
@@ -52,7 +53,7 @@ def fits_training_set(net: Network, task: Task, theta_PxD: jnp.ndarray) -> np.nd
 
 def check_fits(net: Network, task: Task, theta_CxD) -> None:
     """Raise ValueError unless every initial state has zero training error (ESS needs it: from a
-    state outside the set, the slice bracket shrinks towards that state and never terminates)."""
+    state outside the set, the slice bracket shrinks towards that state and need not terminate)."""
     theta_CxD = np.asarray(theta_CxD)
     if theta_CxD.ndim != 2 or theta_CxD.shape[1] != net.n_params:
         raise ValueError(f"initial states must have shape (chains, {net.n_params}), got {theta_CxD.shape}")
@@ -139,17 +140,15 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
     std_D = net.prior_std_D
     n_probe = min(N_PROBE, len(task.test_idx))
 
-    def log_indicator(u_D):
-        return jnp.where(fits(net.apply_flat(u_D * std_D, x_S), y_S), 0.0, -jnp.inf)
+    def fits_S(u_D):
+        return fits(net.apply_flat(u_D * std_D, x_S), y_S)
 
-    ess = blackjax.elliptical_slice(log_indicator, mean=jnp.zeros(net.n_params), cov=jnp.ones(net.n_params))
-    v_init, v_step = jax.vmap(ess.init), jax.vmap(ess.step)
+    v_step = jax.vmap(ess.indicator_step(fits_S))  # whitened: the prior ESS sees is N(0, I)
 
-    def step(key, state, t):
+    def step(key, u_CxD, t):
         """Global step t of every chain: chain c uses fold_in(fold_in(key, t), c)."""
-        keys_C = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), jnp.arange(len(state.logdensity)))
-        state, info = v_step(keys_C, state)
-        return state, info.subiter
+        keys_C = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), jnp.arange(len(u_CxD)))
+        return v_step(keys_C, u_CxD)
 
     def summarise(u_CxD):
         theta_CxD = u_CxD * std_D
@@ -163,28 +162,27 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
 
     @jax.jit
     def run(key, u_CxD, first_step):
-        def keep_block(state, k):
+        def keep_block(u_CxD, k):
             steps = first_step + k * thin + jnp.arange(thin)
-            state, subiter_TxC = jax.lax.scan(lambda s, t: step(key, s, t), state, steps)
-            kept = summarise(state.position)
-            kept["proposals"] = subiter_TxC.sum(0)
-            kept["lockstep_proposals"] = subiter_TxC.max(1).sum()
-            return state, kept
+            u_CxD, proposals_TxC = jax.lax.scan(lambda u, t: step(key, u, t), u_CxD, steps)
+            kept = summarise(u_CxD)
+            kept["proposals"] = proposals_TxC.sum(0)
+            kept["lockstep_proposals"] = proposals_TxC.max(1).sum()
+            return u_CxD, kept
 
-        state, kept = jax.lax.scan(keep_block, v_init(u_CxD), jnp.arange(keep_per_call))
+        u_CxD, kept = jax.lax.scan(keep_block, u_CxD, jnp.arange(keep_per_call))
         # scan stacks along a leading K axis; the chain axis goes first
         kept = {name: jnp.swapaxes(v, 0, 1) if v.ndim >= 2 else v for name, v in kept.items()}
-        return state.position, kept
+        return u_CxD, kept
 
     @jax.jit
     def burn(key, u_CxD, first_step, n_steps):
         def body(t, carry):
-            state, lockstep = carry
-            state, subiter_C = step(key, state, t)
-            return state, lockstep + subiter_C.max()
+            u_CxD, lockstep = carry
+            u_CxD, proposals_C = step(key, u_CxD, t)
+            return u_CxD, lockstep + proposals_C.max()
 
-        state, lockstep = jax.lax.fori_loop(first_step, first_step + n_steps, body, (v_init(u_CxD), jnp.int32(0)))
-        return state.position, lockstep
+        return jax.lax.fori_loop(first_step, first_step + n_steps, body, (u_CxD, jnp.int32(0)))
 
     return ChainRunner(run, burn, keep_per_call, thin)
 
@@ -226,7 +224,7 @@ def run_chains(net: Network, task: Task, key: jax.Array, init, *, n_keep: int, t
         raise ValueError(f"n_keep={n_keep} must be a positive multiple of keep_per_call={K}")
     if isinstance(init, ChainRun):
         u_CxD, step = jnp.asarray(init.u_CxD), init.next_step
-        # blackjax's slice loop has no cap: from a state outside the set it would never end
+        # the ESS step has no cap: from a state outside the set it need not end (study/ess.py)
         check_fits(net, task, np.asarray(u_CxD * net.prior_std_D))
     else:
         check_fits(net, task, init)
