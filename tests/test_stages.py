@@ -75,3 +75,39 @@ def test_the_cli_and_the_makefile_take_their_stage_names_from_the_registry():
     for name in STAGES:  # no stage is named in the Makefile: its stage targets come from the CLI
         assert not re.search(rf"^{name}\b.*:", makefile, re.M)
     assert "stage-%:" in makefile
+
+
+def _study_imports(path: Path) -> set[str]:
+    """The study/ modules (paths under study/) a module imports directly."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("study"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("study")]
+        for name in names:
+            parts = name.split(".")[1:]
+            for candidate in (ROOT / "study" / Path(*parts)).with_suffix(".py"), ROOT / "study" / Path(*parts) / "__init__.py":
+                if parts and candidate.is_file():
+                    found.add(str(candidate.relative_to(ROOT / "study")))
+    return found
+
+
+def test_a_stages_code_hash_covers_every_study_module_it_runs():
+    """The modules in a stage's code hash are closed under import: editing any module a stage's
+    code runs changes the stage's hash (store.code_hash), so its old chunks are refused."""
+    for name, stage in STAGES.items():
+        hashed = set(stage.code_modules())
+        todo, seen = [f"stages/{name}.py"], set()
+        while todo:
+            module = todo.pop()
+            if module in seen:
+                continue
+            seen.add(module)
+            todo += sorted(_study_imports(ROOT / "study" / module))
+        # store.py and validation.py (writing, checking) decide no number of a result
+        missing = seen - hashed - {"store.py", "validation.py", "runner.py", "memory.py"}
+        assert not missing, f"stage {name} runs {sorted(missing)} but its code hash does not cover them"

@@ -124,11 +124,12 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("nngp_ep.csv", "nngp_exact_counts.csv", "nngp_summary.csv"), reads=_nngp_reads),
     Stage("geometry", 5, "NTK feature spectra, Hessian and basin size of zero-error points",
           lambda cfg: {"geometry": _asdict(cfg.geometry), "populations": geometry_populations(cfg)},
-          ("geometry.py", "mcmc.py"), ("geometry.csv", "geometry_identity.csv", "geometry_chunks.csv"),
+          ("geometry.py", "mcmc.py", "ess.py", "diagnostics.py", "sgd.py", "devices.py", "stages/sgd.py"),
+          ("geometry.csv", "geometry_identity.csv", "geometry_chunks.csv"),
           reads=_geometry_reads),
     Stage("sweep", 6, "E5: the geometry of SGD and posterior points for network variants (weight decay, widths)",
           lambda cfg: {"sweep": _asdict(cfg.sweep), "geometry": _asdict(cfg.geometry), "sgd": sgd_identity(cfg)},
-          ("geometry.py", "mcmc.py", "sgd.py", "devices.py"),
+          ("geometry.py", "mcmc.py", "ess.py", "diagnostics.py", "sgd.py", "devices.py"),
           ("sweep.csv",)),
 )}
 
