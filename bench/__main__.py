@@ -206,16 +206,34 @@ def bench_mcmc_vs_rejection(net, ms, chains, n_keep, thin, rej_draws):
           if crossover else "  rejection wins at every m measured")
 
 
-def bench_ep(net, ms, n_functions):
-    """Seconds per function of EP's log P_B(f|S) on the NNGP kernel (warm-started from S's sites)."""
-    print(f"\n[NNGP EP] time per function, |E|=10, {n_functions} functions")
-    for m in ms:
-        task = make_task(7, "majority", m, 10, 0)
-        K = nngp.nngp_kernel(net, np.concatenate([task.x_train, task.x_test]))
-        fs = np.random.default_rng(0).random((n_functions, 10)) < 0.5
+def bench_ep(net, cases, n_functions):
+    """Milliseconds per function of EP's log P_B(f|S) on the NNGP kernel: batched damped parallel
+    EP (study/ep_batch.py, what the nngp stage runs) against the sequential sweep one function at a
+    time (study/nngp.py, warm-started from S's sites), on the same functions: random ones on
+    |E| = 10, and at Mingard's |E| = 96 the target's labels on E with 0-30% of them flipped."""
+    from study import ep_batch
+    print(f"\n[NNGP EP] ms per function, batched (study/ep_batch.py) vs one at a time (study/nngp.py)")
+    for m, n_test, sigma_b, target in cases:
+        task = make_task(7, target, m, n_test, 0)
+        net_b = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=sigma_b), 7)
+        K = nngp.nngp_kernel(net_b, np.concatenate([task.x_train, task.x_test]))
+        rng = np.random.default_rng(0)
+        fs = (rng.random((n_functions, n_test)) < 0.5 if n_test <= 12 else
+              task.y_test[None] ^ (rng.random((n_functions, n_test)) < rng.uniform(0, 0.3, (n_functions, 1))))
+        ep_batch.ep_log_pb_batched(K, task.y_train, fs[:256], batch=256)  # compiles the batch shape timed below
         t = time.perf_counter()
-        nngp.ep_log_pb_many(K, task.y_train, fs)
-        print(f"  m={m:>3}: {1e3 * (time.perf_counter() - t) / n_functions:8.2f} ms per function")
+        batched = ep_batch.ep_log_pb_batched(K, task.y_train, fs, batch=256)
+        t_batched = (time.perf_counter() - t) / n_functions
+        few = max(4, n_functions // 16)  # the sequential sweep is slow at N = 128: time a subset
+        t = time.perf_counter()
+        seq = nngp.ep_log_pb_many(K, task.y_train, fs[:few])
+        t_seq = (time.perf_counter() - t) / few
+        gap = np.nanmax(np.abs(batched.log_pb[:few] - seq.log_pb))
+        failed = int((batched.status != "converged").sum())
+        print(f"  m={m:>3} |E|={n_test:>3} (N={m + n_test}, sigma_b={sigma_b:g}): batched {1e3 * t_batched:8.2f} ms, "
+              f"one at a time {1e3 * t_seq:8.2f} ms, x{t_seq / t_batched:.1f}; max |difference| {gap:.1e}; "
+              f"failed {failed}/{n_functions}; mean sweeps {batched.sweeps[batched.sweeps > 0].mean():.0f} vs "
+              f"{seq.sweeps.mean():.0f}")
 
 
 def bench_geometry(net, ms, points):
@@ -257,8 +275,13 @@ def main(argv=None) -> int:
     bench_sgd(peak, net, make_task(7, "majority", 32, 16, 0), SGDSetting("ref", "sgd", 0.1, 8, "ce"),
               8192 // scale, 100 // scale)
     bench_sgd(peak, net, quick_task, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale, 100 // scale)
+    # E1M, Mingard's setting: sigma_b = 1, the "0011" x 32 target, m = 32, E = the other 96 inputs
+    net_e1m = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=1.0), 7)
+    bench_sgd(peak, net_e1m, make_task(7, "0x" + "3" * 32, 32, 96, 0), SGDSetting("e1m_b8", "sgd", 0.05, 8, "ce"),
+              8192 // scale, 50 // scale)
     bench_mcmc_vs_rejection(net, (10, 16, 24, 32), 256, 256 // scale, 10, 2**23 // scale)
-    bench_ep(net, (10, 32, 64), 200 // scale)
+    bench_ep(net, [(10, 10, 0.0, "majority"), (32, 10, 0.0, "majority"), (64, 10, 0.0, "majority"),
+                   (32, 96, 1.0, "0x" + "3" * 32), (64, 64, 1.0, "0x" + "3" * 32)], 512 // scale)
     bench_geometry(net, (10, 32), 128 // scale)
     return 0
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from study import mcmc, nngp, truncated
+from study import ep_batch, mcmc, nngp, truncated
 from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.encoding import bits_to_hex
 from study.runner import Context, Part, StageError, sorted_counts
@@ -87,7 +87,7 @@ def finalise(ctx: Context, done):
     t0 = time.perf_counter()
     try:
         log_p_s = nngp.ep_log_orthant(K[:m, :m], y_S)
-        scores = nngp.ep_log_pb_many(K, y_S, functions)
+        scores = ep_batch.ep_log_pb_batched(K, y_S, functions, progress=ctx.progress)
     except nngp.EPFailed as err:  # EP on S alone: without it no function can be scored
         raise StageError(f"nngp: EP for P(S) failed: {err}") from None
     ep_seconds = time.perf_counter() - t0
