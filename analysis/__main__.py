@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import geometry, latex, sweep, tables
+from analysis import ep_view, geometry, latex, sweep, tables
 from analysis.macros import Macro, macro_name, provenance, render, source
 from study.config import load_or_report
 from study.diagnostics import TOP_FUNCTIONS_TRACED
@@ -61,6 +61,10 @@ def build(cfg, results: Path) -> Path:
         out["pb_estimates"] = tables.pb_estimates(estimators, ep)
     if cfg.nngp is not None:
         out["nngp_summary"] = raw["nngp_summary"]
+    if ep is not None:  # every run and posterior sample seen through EP's log P_B of its function
+        out["ep_view"] = ep_view.ep_view_table(runs, estimators, ep, cfg, n_eff)
+        out["ep_mass"] = ep_view.ep_mass_table(runs, estimators, ep)
+        out["ep_summary"] = ep_view.ep_summary_table(runs, estimators, ep)
     if cfg.geometry is not None:
         out |= geometry_tables(cfg, raw, joint)
     if cfg.sweep is not None:
@@ -95,6 +99,10 @@ def build(cfg, results: Path) -> Path:
         macros |= sweep.sweep_macros(out["sweep_summary"], out["sweep_correlation"]) | {
             "SweepMinSteps": source("config")(cfg.sweep.min_steps, "sweep.min_steps"),
             "SweepSetting": source("config")(cfg.sweep.setting, "sweep.setting")}
+    if "ep_view" in out:
+        macros |= ep_view.ep_macros(out["ep_view"], out["ep_summary"])
+        atomic_write_text(results / cfg.name / "ep_view_table.tex",
+                          ep_view.ep_latex_table(runs_sum, out["ep_view"], out["ep_summary"]))
     if "estimators" in out:
         atomic_write_text(results / cfg.name / "estimators_table.tex", latex.estimators_table(out["estimators"]))
         macros |= latex.estimator_macros(out["estimators"], agreement)

@@ -10,7 +10,10 @@ from scipy import stats as sps
 
 STATISTICS = ("pearson_log", "spearman_log", "slope_log", "kl", "tv", "n_common")
 RANGES = {"pearson_log": (-1.0, 1.0), "spearman_log": (-1.0, 1.0), "kl": (0.0, np.inf), "tv": (0.0, 1.0),
-          "n_common": (0.0, np.inf)}
+          "n_common": (0.0, np.inf), "tv_ep_bins": (0.0, 1.0), "ks_log10_pb": (0.0, 1.0)}
+# Large |E|, where most functions are seen once: two samples compared through EP's log10 P_B of
+# each item's function (ep_statistics).
+EP_STATISTICS = ("tv_ep_bins", "mean_log10_pb_shift", "ks_log10_pb", "ep_failed_fraction")
 
 
 def align(counts_a: dict[str, int], counts_b: dict[str, int]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -53,6 +56,44 @@ def all_statistics(a: np.ndarray, b: np.ndarray, threshold: int) -> dict[str, fl
     pearson, spearman, slope, n = log_correlations(a, b, threshold)
     return {"pearson_log": pearson, "spearman_log": spearman, "slope_log": slope, "kl": kl_divergence(a, b),
             "tv": total_variation(a, b), "n_common": float(n)}
+
+
+def ep_view(log10_p: np.ndarray, width: float = 1.0) -> tuple[Callable, Callable]:
+    """Statistics of two count vectors over one list of functions, seen through a score per
+    function (EP's log10 P_B; NaN where EP failed). Returns (statistics, binned_tv):
+
+    - binned_tv(a, b): total variation between the two samples' masses in bins of the score
+      `width` decades wide, the failed functions one more bin (they count, never dropped);
+    - statistics(a, b): binned_tv as "tv_ep_bins"; "mean_log10_pb_shift", the mean score of a's
+      items minus b's over the scored ones (above 0: a puts more of its mass on the functions the
+      posterior finds more probable); "ks_log10_pb", the two-sample Kolmogorov-Smirnov distance
+      between the scores of their items; "ep_failed_fraction", a's items whose function EP failed on."""
+    log10_p = np.asarray(log10_p, float)
+    scored = np.isfinite(log10_p)
+    bins = np.where(scored, np.floor(np.where(scored, log10_p, 0.0) / width), np.inf)
+    _, index = np.unique(bins, return_inverse=True)
+    x, order = log10_p[scored], np.argsort(log10_p[scored], kind="stable")
+    last = np.r_[np.diff(x[order]) != 0, True]  # the CDFs are compared after each distinct value
+
+    def binned_tv(a, b) -> float:
+        return total_variation(np.bincount(index, weights=a), np.bincount(index, weights=b))
+
+    def mean(c) -> float:
+        total = c[scored].sum()
+        return float(np.sum(c[scored] * x) / total) if total else float("nan")
+
+    def ks(a, b) -> float:
+        wa, wb = a[scored][order], b[scored][order]
+        if wa.sum() == 0 or wb.sum() == 0:
+            return float("nan")
+        return float(np.max(np.abs(np.cumsum(wa) / wa.sum() - np.cumsum(wb) / wb.sum())[last]))
+
+    def statistics(a, b) -> dict[str, float]:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        return {"tv_ep_bins": binned_tv(a, b), "mean_log10_pb_shift": mean(a) - mean(b), "ks_log10_pb": ks(a, b),
+                "ep_failed_fraction": float(a[~scored].sum() / a.sum())}
+
+    return statistics, binned_tv
 
 
 def bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], dict],
@@ -100,26 +141,29 @@ def subsample(counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     return rng.multivariate_hypergeometric(counts, n)
 
 
-def tv_permutation_test(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int) -> float:
+def tv_permutation_test(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int,
+                        tv: Callable = total_variation) -> float:
     """Permutation p-value of "a and b are two samples of one distribution", statistic: total
-    variation between the two empirical distributions (exact in level for independent draws).
+    variation between the two empirical distributions (exact in level for independent draws), or
+    any other `tv(a, b)` (ep_view's binned_tv).
 
     Relabelling the pooled items at random and counting the first sum(a) of them per function is a
     multivariate hypergeometric draw from the pooled counts, so each permutation costs one such
     draw instead of a shuffle of every item; p = (1 + #{TV* >= TV}) / (1 + resamples)."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     pooled, n_a = a + b, int(a.sum())
-    observed = total_variation(a, b)
+    observed = tv(a, b)
     hits = 0
     for _ in range(resamples):
         x = rng.multivariate_hypergeometric(pooled, n_a)
-        hits += total_variation(x, pooled - x) >= observed - 1e-12
+        hits += tv(x, pooled - x) >= observed - 1e-12
     return (1 + hits) / (1 + resamples)
 
 
 def matched_comparison(test: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, n: int, n_b: int, threshold: int,
                        reps: int, n_boot: int, resamples: int, rng: np.random.Generator,
-                       confidence: float = 0.95) -> dict:
+                       confidence: float = 0.95, statistic: Callable | None = None,
+                       tv: Callable = total_variation) -> dict:
     """A sample (`test`) against a reference sampled in two independent halves, all three count
     vectors over one list of functions: test and ref_a subsampled without replacement to n items,
     ref_b to n_b, `reps` times. The comparison is test against ref_b, its noise floor ref_a
@@ -130,10 +174,11 @@ def matched_comparison(test: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, n
     Returns per statistic the mean and sd over repetitions of comparison, floor and effect
     (comparison minus floor), the effect's normal interval from a multinomial bootstrap of the
     first repetition's three subsamples, and the permutation p-values of TV (tv_permutation_test)
-    for test against ref_b and, as a check, ref_a against ref_b."""
+    for test against ref_b and, as a check, ref_a against ref_b. `statistic(x, y)` -> {name: value}
+    replaces all_statistics (which is the one that reads `threshold`), `tv` the tests' statistic."""
     if n < 1 or n_b < 1:
         raise ValueError(f"matched sample sizes must be >= 1, got {n} and {n_b}")
-    stat = lambda x, y: all_statistics(x, y, threshold)
+    stat = statistic or (lambda x, y: all_statistics(x, y, threshold))
     comps, floors, first = [], [], None
     for _ in range(reps):
         t, a, b = subsample(test, n, rng), subsample(ref_a, n, rng), subsample(ref_b, n_b, rng)
@@ -158,8 +203,8 @@ def matched_comparison(test: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, n
         out[name] = {"value": _nanmean(c), "value_sd": _nansd(c), "floor": _nanmean(f), "floor_sd": _nansd(f),
                      "effect": effect, "effect_sd": _nansd(c - f), "effect_low": effect - half, "effect_high": effect + half}
     return {"n": int(t.sum()), "n_b": int(b.sum()), "statistics": out,
-            "p_value": tv_permutation_test(t, b, rng, resamples),
-            "floor_p_value": tv_permutation_test(a, b, rng, resamples)}
+            "p_value": tv_permutation_test(t, b, rng, resamples, tv),
+            "floor_p_value": tv_permutation_test(a, b, rng, resamples, tv)}
 
 
 def _nanmean(x: np.ndarray) -> float:

@@ -152,20 +152,22 @@ def effective_sizes(raw: dict, cfg: ExperimentConfig) -> dict[str, dict]:
     return out
 
 
-def _matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, ref_table: pd.DataFrame,
-             n_eff_ref: dict, cfg: ExperimentConfig, rng: np.random.Generator, **labels) -> pd.DataFrame:
+def matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, ref_table: pd.DataFrame,
+            n_eff_ref: dict, cfg: ExperimentConfig, rng: np.random.Generator, view=None, **labels) -> pd.DataFrame:
     """Long table (one row per statistic): `test` against half B of a sampled reference beside the
     noise floor half A against half B, test and half A subsampled to one size n_a, half B to n_b in
     both (stats.matched_comparison), every side thinned to close to independent draws (usable),
-    with the permutation p-values of TV."""
+    with the permutation p-values of TV. `view(functions)` -> (statistics, tv) replaces the
+    statistics and the tests' TV (analysis/ep_view.py: the samples seen through EP's log P_B)."""
     an = cfg.analysis
     half_a, half_b = bayes_counts(ref_table, 0), bayes_counts(ref_table, 1)
     keys = sorted(set(test) | set(half_a) | set(half_b))
+    statistic, tv = view(keys) if view is not None else (None, stats.total_variation)
     vec = lambda c: np.array([c.get(k, 0) for k in keys], np.int64)
     n = min(usable(n_eff_test, sum(test.values())), usable(n_eff_ref[0], sum(half_a.values())))
     res = stats.matched_comparison(vec(test), vec(half_a), vec(half_b), n, usable(n_eff_ref[1], sum(half_b.values())),
                                    an.count_threshold, an.matched_reps, an.bootstrap, an.permutations, rng,
-                                   an.confidence)
+                                   an.confidence, statistic, tv)
     n_a, n_b = res["n"], res["n_b"]
     base = {"comparison": name, "setting": setting, **labels, "n_a": n_a, "n_b": n_b, "floor_n_a": n_a,
             "floor_n_b": n_b, "n_test": int(sum(test.values())), "n_eff_test": float(n_eff_test),
@@ -203,7 +205,7 @@ def agreement_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep:
             if ep is not None:
                 frames.append(_unavailable("sgd_vs_nngp_ep", setting))
             continue
-        frames.append(_matched("sgd_vs_bayes", setting, counts, sum(counts.values()), estimators[cfg.reference],
+        frames.append(matched("sgd_vs_bayes", setting, counts, sum(counts.values()), estimators[cfg.reference],
                                n_eff[cfg.reference], cfg, rng))
         if ep is not None:
             frames.append(compare_to_fixed("sgd_vs_nngp_ep", setting, counts, ep, cfg, rng, ep_complete))
@@ -219,7 +221,7 @@ def estimator_table(estimators: dict[str, pd.DataFrame], ep: dict[str, float] | 
     frames = []
     for i, ref in enumerate(names):
         for test in names[i + 1:]:
-            frames.append(_matched(f"{test}_vs_{ref}", "cross_check", bayes_counts(estimators[test]),
+            frames.append(matched(f"{test}_vs_{ref}", "cross_check", bayes_counts(estimators[test]),
                                    n_eff[test][None], estimators[ref], n_eff[ref], cfg, rng,
                                    estimator=test, reference=ref))
         if ep is not None:

@@ -1,0 +1,161 @@
+"""Populations seen through EP's log P_B, for large |E| where most functions are seen once.
+
+When |E| = 96 nearly every SGD run finds a function of its own, so a comparison of counts per
+function says little. Every function a population found has EP's log P_B(f|S) (the nngp stage
+scores them all), so each run or posterior sample becomes one number, and two populations are
+compared through its distribution: their masses in bins of log10 P_B (one decade wide), the shift
+of its mean, and the Kolmogorov-Smirnov distance (analysis.stats.ep_view). Each comparison sits
+beside the reference posterior's own noise floor at the same sample size (tables.matched), the
+same way as the comparisons per function.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.macros import fmt, macro_name, source
+from analysis.tables import bayes_counts, matched, sgd_counts, with_q_values
+from study.config import ExperimentConfig
+
+BIN_DECADES = 1.0  # width of the bins of log10 P_B
+
+
+def log10_scores(ep: dict[str, float], functions) -> np.ndarray:
+    """EP's log10 P_B of each function; NaN for a function EP did not score (its EP failed)."""
+    return np.array([ep.get(f, np.nan) for f in functions], float) / np.log(10)
+
+
+def ep_view_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float],
+                  cfg: ExperimentConfig, n_eff: dict[str, dict]) -> pd.DataFrame:
+    """Every SGD setting against the reference posterior and the exact NNGP posterior, through EP's
+    log10 P_B: one row per statistic (stats.EP_STATISTICS) with value, floor and effect at one
+    matched size, the permutation p-value of the binned TV and its Benjamini-Hochberg q-value
+    over this table's comparisons."""
+    rng = np.random.default_rng([cfg.seed, 0xE9])
+    view = lambda keys: stats.ep_view(log10_scores(ep, keys), BIN_DECADES)
+    posteriors = [cfg.reference] + [p for p in ("nngp_exact",) if p in estimators and p != cfg.reference]
+    frames = []
+    for setting, group in runs.groupby("setting", sort=False):
+        counts = sgd_counts(group)
+        for posterior in posteriors:
+            name = f"sgd_vs_{posterior}_ep"
+            if not counts:
+                frames.append(pd.DataFrame([{"comparison": name, "setting": setting, "n_a": 0, "statistic": k,
+                                             "value": np.nan, "p_value": np.nan} for k in stats.EP_STATISTICS]))
+                continue
+            frames.append(matched(name, setting, counts, sum(counts.values()), estimators[posterior],
+                                  n_eff[posterior], cfg, rng, view=view, reference=posterior))
+    return with_q_values(pd.concat(frames, ignore_index=True))
+
+
+def ep_mass_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float]) -> pd.DataFrame:
+    """Long table for the figures: per population (SGD setting or posterior sampler) and bin of
+    log10 P_B (its lower edge; "failed" for functions EP could not score), the count of runs or
+    samples and their fraction of the population."""
+    populations = {s: sgd_counts(g) for s, g in runs.groupby("setting", sort=False)}
+    populations |= {name: bayes_counts(raw) for name, raw in estimators.items()}
+    rows = []
+    for population, counts in populations.items():
+        functions, c = list(counts), np.array(list(counts.values()), float)
+        score = log10_scores(ep, functions)
+        edge = np.floor(score / BIN_DECADES) * BIN_DECADES
+        frame = pd.DataFrame({"bin": np.where(np.isfinite(edge), edge, np.nan), "count": c})
+        grouped = frame.groupby("bin", dropna=False)["count"].sum()
+        for low, n in grouped.items():
+            rows.append({"population": population, "kind": "sgd" if population in runs["setting"].values else "posterior",
+                         "log10_pb_low": low, "log10_pb_high": low + BIN_DECADES, "ep_failed": bool(np.isnan(low)),
+                         "count": int(n), "mass": n / c.sum()})
+    return pd.DataFrame(rows)
+
+
+def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float]) -> pd.DataFrame:
+    """Per population: items (runs or samples), distinct functions, the fraction of items whose
+    function it saw once, functions EP failed on, and the spread of EP's log10 P_B over its
+    functions (min, max, decades spanned) and over its items (mean)."""
+    rows = []
+    populations = {s: sgd_counts(g) for s, g in runs.groupby("setting", sort=False)}
+    populations |= {name: bayes_counts(raw) for name, raw in estimators.items()}
+    for population, counts in populations.items():
+        c = np.array(list(counts.values()), float)
+        score = log10_scores(ep, list(counts))
+        ok = np.isfinite(score)
+        nan = float("nan")
+        rows.append({"population": population, "items": int(c.sum()), "functions": len(c),
+                     "singleton_fraction": float(c[c == 1].sum() / c.sum()) if len(c) else nan,
+                     "functions_ep_failed": int((~ok).sum()),
+                     "log10_pb_min": float(score[ok].min()) if ok.any() else nan,
+                     "log10_pb_max": float(score[ok].max()) if ok.any() else nan,
+                     "decades": float(np.ptp(score[ok])) if ok.any() else nan,
+                     "log10_pb_mean": float(np.sum(c[ok] * score[ok]) / c[ok].sum()) if ok.any() else nan})
+    return pd.DataFrame(rows)
+
+
+def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    """Paper macros of the EP view: per SGD setting and posterior, each statistic with its floor
+    and the effect's interval; per population, its spread of log10 P_B."""
+    m = {}
+    for r in ep_view.dropna(subset=["value"]).itertuples():
+        k = lambda *p: macro_name(r.comparison, r.setting, r.statistic, *p)
+        src = source("ep_view.csv", comparison=r.comparison, setting=r.setting, statistic=r.statistic)
+        m |= {k(): src(float(r.value), "value"), k("Floor"): src(float(r.floor), "floor"),
+              k("EffectLo"): src(float(r.effect_low), "effect_low"), k("EffectHi"): src(float(r.effect_high), "effect_high")}
+        if r.statistic == "tv_ep_bins":
+            kk = lambda *p: macro_name(r.comparison, r.setting, *p)
+            m |= {kk("N"): src(int(r.n_a), "n_a"), kk("PValue"): src(float(r.p_value), "p_value"),
+                  kk("QValue"): src(float(r.q_value), "q_value")}
+    for posterior, rows in ep_view.dropna(subset=["value"]).groupby("reference", sort=False):
+        # ranges over the SGD settings, for the text: the shift of the mean log10 P_B and the binned TV
+        k = lambda *p: macro_name("Ep", posterior, *p)
+        shift, tv = (rows[rows["statistic"] == s] for s in ("mean_log10_pb_shift", "tv_ep_bins"))
+        src = source("ep_view.csv", reference=posterior)
+        m |= {k("ShiftMin"): src(float(shift["value"].min()), "min of value where statistic=mean_log10_pb_shift"),
+              k("ShiftMax"): src(float(shift["value"].max()), "max of value where statistic=mean_log10_pb_shift"),
+              k("ShiftFloorAbsMax"): src(float(shift["floor"].abs().max()),
+                                         "max of abs(floor) where statistic=mean_log10_pb_shift"),
+              k("ShiftAbove"): src(int((shift["effect_low"] > 0).sum()),
+                                   "settings with effect_low > 0 where statistic=mean_log10_pb_shift"),
+              k("TvRejected"): src(int((tv["q_value"] < 0.05).sum()), "settings with q_value < 0.05"),
+              k("Settings"): src(int(len(tv)), "settings"),
+              k("NMin"): src(int(tv["n_a"].min()), "min of n_a"), k("NMax"): src(int(tv["n_a"].max()), "max of n_a")}
+    sgd = summary[summary["population"].isin(ep_view["setting"])]
+    src = source("ep_summary.csv", population="SGD settings")
+    m |= {"EpSgdDecadesMin": src(float(sgd["decades"].min()), "min of decades"),
+          "EpSgdDecadesMax": src(float(sgd["decades"].max()), "max of decades"),
+          "EpSgdSingletonMin": src(float(sgd["singleton_fraction"].min()), "min of singleton_fraction"),
+          "EpSgdSingletonMax": src(float(sgd["singleton_fraction"].max()), "max of singleton_fraction"),
+          "EpSgdFailed": src(int(sgd["functions_ep_failed"].sum()), "sum of functions_ep_failed")}
+    for r in summary.itertuples():
+        src = source("ep_summary.csv", population=r.population)
+        for column in ("decades", "log10_pb_min", "log10_pb_max", "log10_pb_mean", "singleton_fraction"):
+            m[macro_name("Ep", r.population, column)] = src(float(getattr(r, column)), column)
+        m[macro_name("Ep", r.population, "functions")] = src(int(r.functions), "functions")
+        m[macro_name("Ep", r.population, "failed")] = src(int(r.functions_ep_failed), "functions_ep_failed")
+    return m
+
+
+def ep_latex_table(runs_sum: pd.DataFrame, ep_view: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """One row per SGD setting: batch, lr, mean steps to fit S, distinct functions, the decades of
+    EP's P_B its functions span, and against each posterior (reference first) the shift of the
+    mean log10 P_B and the binned TV, each with its matched floor, and the TV test's q-value."""
+    posteriors = list(dict.fromkeys(ep_view["reference"].dropna()))
+    head = " & ".join(rf"\multicolumn{{3}}{{c}}{{vs {fmt(p)}}}" for p in posteriors)
+    sub = " & ".join([r"shift [floor] & TV [floor] & $q$"] * len(posteriors))
+    lines = [r"\begin{tabular}{lrrrrr" + "lll" * len(posteriors) + "}", r"\toprule",
+             rf" & & & & & & {head} \\",
+             rf"setting & $B$ & lr & steps & functions & decades & {sub} \\", r"\midrule"]
+    decades = summary.set_index("population")["decades"]
+    for r in runs_sum.itertuples():
+        cells = []
+        for p in posteriors:
+            rows = ep_view[(ep_view["setting"] == r.setting) & (ep_view["reference"] == p)].set_index("statistic")
+            if rows.empty or pd.isna(rows.loc["tv_ep_bins", "value"]):
+                cells += ["n/a"] * 3
+                continue
+            cell = lambda s: rf"{fmt(float(rows.loc[s, 'value']))} [{fmt(float(rows.loc[s, 'floor']))}]"
+            cells += [cell("mean_log10_pb_shift"), cell("tv_ep_bins"), fmt(float(rows.loc["tv_ep_bins", "q_value"]))]
+        lines.append(rf"\texttt{{{fmt(r.setting)}}} & {r.batch_size} & {fmt(r.lr, 3)} & {fmt(float(r.mean_steps), 0)} & "
+                     rf"{fmt(int(r.distinct_functions))} & {fmt(float(decades.get(r.setting, float('nan'))), 1)} & "
+                     + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
