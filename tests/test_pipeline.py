@@ -9,6 +9,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +19,7 @@ from study import cli
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
 FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators", "fig_identity",
-           "fig_geometry", "fig_accessibility", "fig_sweep", "fig_mcmc_traces")
+           "fig_geometry", "fig_accessibility", "fig_sweep", "fig_mcmc_traces", "fig_ep_mass")
 RAW = ("rejection_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "mcmc_traces.csv",
        "mcmc_from_sgd_counts.csv", "nngp_ep.csv",
        "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv", "sweep.csv")
@@ -276,3 +277,31 @@ def test_a_truncated_chunk_or_mcmc_state_is_recomputed_not_merged(tmp_path, caps
     err = capsys.readouterr().err
     assert "chunk 2" in err and "state_00001.npz does not match" in err and "init.npz is unreadable" in err
     assert {t: (raw / t).read_bytes() for t in clean} == clean
+
+
+def test_e1m_smoke_scores_every_function_by_ep_and_compares_through_it(tmp_path):
+    """Mingard's setting (|E| = 96): EP scores every function any population found, none dropped;
+    the EP view compares every SGD setting with both posteriors at matched n, and its figure and
+    macros are written."""
+    config = ROOT / "configs" / "e1m_smoke.toml"
+    run_stages(config, tmp_path)
+    assert analysis_main(["--config", str(config), "--results", str(tmp_path)]) == 0
+    subprocess.run([sys.executable, str(ROOT / "figures" / "fig_ep_mass.py"), "--config", str(config),
+                    "--results", str(tmp_path)], check=True, capture_output=True)
+    out = tmp_path / "e1m_smoke"
+    read = lambda path: pd.read_csv(out / path, dtype={"function": str})
+    ep, summary = read("raw/nngp_ep.csv"), read("raw/nngp_summary.csv")
+    runs = read("raw/sgd_runs.csv")
+    seen = set(runs.loc[runs["fitted"], "function"]) | set(read("raw/mcmc_counts.csv")["function"]) \
+        | set(read("raw/nngp_exact_counts.csv")["function"])
+    assert set(ep["function"]) == seen and len(seen) > 500 and not summary["ep_enumerated"].iat[0]
+    assert summary["ep_failed"].iat[0] == (ep["ep_status"] != "converged").sum()
+    assert ep.loc[ep["ep_status"] == "converged", "log_p"].lt(0).all()
+    view = read("tables/ep_view.csv")
+    pairs = view.drop_duplicates(["setting", "reference"])
+    assert len(pairs) == 2 * runs["setting"].nunique() and (pairs["n_a"] > 0).all()
+    mass = read("tables/ep_mass.csv")
+    assert np.allclose(mass.groupby("population")["mass"].sum(), 1.0)
+    assert (out / "figures" / "fig_ep_mass.pdf").stat().st_size > 1000
+    assert r"\newcommand{\EOnemEpNngpExactShiftMin}" in (out / "macros.tex").read_text()
+    assert (out / "ep_view_table.tex").exists()

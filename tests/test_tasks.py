@@ -38,6 +38,19 @@ def test_hex_target_round_trip():
     assert (target_table("0x" + bits_to_hex(table), 7) == table).all()
 
 
+def test_e1m_targets():
+    """Mingard's "0011" x 32 target is f(input i) = bit 1 of i, i.e. the sixth input bit x_5 (MSB
+    first); E1M's second target, majority, has clearly higher LZ complexity (70 against 28)."""
+    x = boolean_inputs(7)
+    t0011 = target_table("0x" + "3" * 32, 7)
+    assert (t0011 == (np.arange(128) % 4 >= 2)).all() and (t0011 == (x[:, 5] > 0)).all()
+    assert "".join("1" if b else "0" for b in t0011) == "0011" * 32
+    assert lz_complexity(t0011) == 28.0 and lz_complexity(target_table("majority", 7)) == 70.0
+    # E = every input outside S: the split covers all 128 inputs once.
+    task = make_task(7, "0x" + "3" * 32, 32, 96, 0)
+    assert sorted(np.concatenate([task.train_idx, task.test_idx]).tolist()) == list(range(128))
+
+
 def test_split_is_seeded_disjoint_and_sized():
     a, b, c = make_task(7, "parity", 20, 30, 1), make_task(7, "parity", 20, 30, 1), make_task(7, "parity", 20, 30, 2)
     assert len(a.train_idx) == 20 and len(a.test_idx) == 30
