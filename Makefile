@@ -35,7 +35,7 @@ TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-late
 FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators
 # Geometry figures (E4, E6) only for the experiments whose config has a [geometry] section,
 # fig_sweep (E5) only for those with a [sweep] section, fig_mcmc_traces for those with [mcmc],
-# fig_ep_mass (every run seen through EP's P_B) for those with [nngp].
+# fig_ep_mass (every run seen through EP's P_B) and fig_error_vs_pb for those with [nngp].
 GEOMETRY_FIGURES = fig_identity fig_geometry fig_accessibility
 with_section = $(foreach n,$(NAMES),$(if $(shell grep -l '^\[$(1)\]' configs/$(n).toml 2>/dev/null),$(n)))
 GEOMETRY_NAMES = $(call with_section,geometry)
@@ -46,9 +46,10 @@ FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(foreach n,$(GEOMETRY_NAMES),$(GEOMETRY_FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(SWEEP_NAMES:%=results/%/figures/fig_sweep.pdf) \
               $(MCMC_NAMES:%=results/%/figures/fig_mcmc_traces.pdf) \
-              $(NNGP_NAMES:%=results/%/figures/fig_ep_mass.pdf)
+              $(NNGP_NAMES:%=results/%/figures/fig_ep_mass.pdf) \
+              $(NNGP_NAMES:%=results/%/figures/fig_error_vs_pb.pdf)
 MACROS = $(NAMES:%=results/%/macros.tex)
-FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_sweep.py figures/fig_mcmc_traces.py figures/fig_ep_mass.py,$(wildcard figures/*.py))
+FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_sweep.py figures/fig_mcmc_traces.py figures/fig_ep_mass.py figures/fig_error_vs_pb.py,$(wildcard figures/*.py))
 STUDY_SRC = $(wildcard study/*.py study/stages/*.py)
 ANALYSIS_SRC = $(wildcard analysis/*.py)
 PAPER_SRC = $(filter-out paper/profile.tex,$(wildcard paper/*.tex paper/*.bib paper/*.sty paper/*.cls))

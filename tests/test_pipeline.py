@@ -19,7 +19,8 @@ from study import cli
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
 FIGURES = ("fig_scatter", "fig_sgd_vs_ep", "fig_rankfreq", "fig_agreement", "fig_estimators", "fig_identity",
-           "fig_geometry", "fig_accessibility", "fig_sweep", "fig_mcmc_traces", "fig_ep_mass")
+           "fig_geometry", "fig_accessibility", "fig_sweep", "fig_mcmc_traces", "fig_ep_mass",
+           "fig_error_vs_pb")
 RAW = ("rejection_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnostics.csv", "mcmc_traces.csv",
        "mcmc_from_sgd_counts.csv", "nngp_ep.csv",
        "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv", "sweep.csv")
