@@ -26,6 +26,12 @@ def log10_scores(ep: dict[str, float], functions) -> np.ndarray:
     return np.array([ep.get(f, np.nan) for f in functions], float) / np.log(10)
 
 
+def populations(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """Counts per function of every SGD setting (fitted runs) and every sampled posterior."""
+    out = {s: sgd_counts(g) for s, g in runs.groupby("setting", sort=False)}
+    return out | {name: bayes_counts(raw) for name, raw in estimators.items()}
+
+
 def ep_view_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float],
                   cfg: ExperimentConfig, n_eff: dict[str, dict]) -> pd.DataFrame:
     """Every SGD setting against the reference posterior and the exact NNGP posterior, through EP's
@@ -53,10 +59,8 @@ def ep_mass_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: d
     """Long table for the figures: per population (SGD setting or posterior sampler) and bin of
     log10 P_B (its lower edge; "failed" for functions EP could not score), the count of runs or
     samples and their fraction of the population."""
-    populations = {s: sgd_counts(g) for s, g in runs.groupby("setting", sort=False)}
-    populations |= {name: bayes_counts(raw) for name, raw in estimators.items()}
     rows = []
-    for population, counts in populations.items():
+    for population, counts in populations(runs, estimators).items():
         functions, c = list(counts), np.array(list(counts.values()), float)
         score = log10_scores(ep, functions)
         edge = np.floor(score / BIN_DECADES) * BIN_DECADES
@@ -74,9 +78,7 @@ def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
     function it saw once, functions EP failed on, and the spread of EP's log10 P_B over its
     functions (min, max, decades spanned) and over its items (mean)."""
     rows = []
-    populations = {s: sgd_counts(g) for s, g in runs.groupby("setting", sort=False)}
-    populations |= {name: bayes_counts(raw) for name, raw in estimators.items()}
-    for population, counts in populations.items():
+    for population, counts in populations(runs, estimators).items():
         c = np.array(list(counts.values()), float)
         score = log10_scores(ep, list(counts))
         ok = np.isfinite(score)

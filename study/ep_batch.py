@@ -95,7 +95,7 @@ def _fit_one(C_NxN, s_N, tau0_N, nu0_N, damping, tol, max_sweeps):
              + ((tau_N * mu_cav - nu_N) ** 2 / (2 * tau_N * (1 + tau_N * var_cav))).sum())
     broken = broken | ~jnp.isfinite(log_Z) | ~jnp.all(var_cav > 0)
     status = jnp.where(broken, 2, jnp.where(change < tol, 0, 1))
-    return jnp.where(status == 0, log_Z, jnp.nan), sweeps, status, tau_N, nu_N
+    return jnp.where(status == 0, log_Z, jnp.nan), sweeps, status
 
 
 _fit_many = jax.jit(jax.vmap(_fit_one, in_axes=(None, 0, 0, 0, None, None, None)))
@@ -149,5 +149,5 @@ def _fit_batches(C_NxN, s_FxN, site0, damping, tol, max_sweeps, batch, progress=
             n = len(s)
             s = np.concatenate([s, np.repeat(s[:1], size - n, axis=0)])
             out = _fit_many(C, jnp.asarray(s), tau0, nu0, damping, tol, max_sweeps)
-            log_z[lo:lo + n], sweeps[lo:lo + n], status[lo:lo + n] = (np.asarray(a)[:n] for a in out[:3])
+            log_z[lo:lo + n], sweeps[lo:lo + n], status[lo:lo + n] = (np.asarray(a)[:n] for a in out)
     return log_z, sweeps, status
