@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.macros import fmt, macro_name, source
-from analysis.tables import bayes_counts, matched, sgd_counts, with_q_values
+from analysis.tables import bayes_counts, matched, sgd_counts, unavailable, with_q_values
 from study.config import ExperimentConfig
 
 BIN_DECADES = 1.0  # width of the bins of log10 P_B
@@ -47,8 +47,7 @@ def ep_view_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: d
         for posterior in posteriors:
             name = f"sgd_vs_{posterior}_ep"
             if not counts:
-                frames.append(pd.DataFrame([{"comparison": name, "setting": setting, "n_a": 0, "statistic": k,
-                                             "value": np.nan, "p_value": np.nan} for k in stats.EP_STATISTICS]))
+                frames.append(unavailable(name, setting, stats.EP_STATISTICS, reference=posterior))
                 continue
             frames.append(matched(name, setting, counts, sum(counts.values()), estimators[posterior],
                                   n_eff[posterior], cfg, rng, view=view, reference=posterior))

@@ -176,11 +176,11 @@ def matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, re
     return pd.DataFrame([{**base, "statistic": k, **v} for k, v in res["statistics"].items()])
 
 
-def _unavailable(name: str, setting: str) -> pd.DataFrame:
+def unavailable(name: str, setting: str, statistics=stats.STATISTICS, **labels) -> pd.DataFrame:
     """The rows of a comparison that has no sample to compare: every statistic n/a, n_a = 0."""
-    return pd.DataFrame([{"comparison": name, "setting": setting, "n_a": 0, "n_test": 0, "statistic": k,
+    return pd.DataFrame([{"comparison": name, "setting": setting, **labels, "n_a": 0, "n_test": 0, "statistic": k,
                           "value": np.nan, "floor": np.nan, "effect": np.nan, "p_value": np.nan}
-                         for k in stats.STATISTICS])
+                         for k in statistics])
 
 
 def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
@@ -201,9 +201,9 @@ def agreement_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep:
         counts = sgd_counts(group)
         if not counts:  # no run fitted S: nothing to compare, said in the table (n_a = 0), not dropped
             print(f"warning: SGD setting {setting}: no run fitted S; its comparisons are n/a", file=sys.stderr)
-            frames.append(_unavailable("sgd_vs_bayes", setting))
+            frames.append(unavailable("sgd_vs_bayes", setting))
             if ep is not None:
-                frames.append(_unavailable("sgd_vs_nngp_ep", setting))
+                frames.append(unavailable("sgd_vs_nngp_ep", setting))
             continue
         frames.append(matched("sgd_vs_bayes", setting, counts, sum(counts.values()), estimators[cfg.reference],
                                n_eff[cfg.reference], cfg, rng))
