@@ -65,6 +65,7 @@ def build(cfg, results: Path) -> Path:
         out["ep_view"] = ep_view.ep_view_table(runs, estimators, ep, cfg, n_eff)
         out["ep_mass"] = ep_view.ep_mass_table(runs, estimators, ep)
         out["ep_summary"] = ep_view.ep_summary_table(runs, estimators, ep)
+        out["ep_trend"] = ep_view.ep_trend_table(functions, ep, cfg.analysis.confidence)
     if cfg.geometry is not None:
         out |= geometry_tables(cfg, raw, joint)
     if cfg.sweep is not None:
@@ -100,7 +101,7 @@ def build(cfg, results: Path) -> Path:
             "SweepMinSteps": source("config")(cfg.sweep.min_steps, "sweep.min_steps"),
             "SweepSetting": source("config")(cfg.sweep.setting, "sweep.setting")}
     if "ep_view" in out:
-        macros |= ep_view.ep_macros(out["ep_view"], out["ep_summary"])
+        macros |= ep_view.ep_macros(out["ep_view"], out["ep_summary"], out["ep_trend"])
         atomic_write_text(results / cfg.name / "ep_view_table.tex",
                           ep_view.ep_latex_table(runs_sum, out["ep_view"], out["ep_summary"]))
     if "estimators" in out:

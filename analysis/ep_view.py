@@ -39,7 +39,8 @@ def ep_view_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: d
     matched size, the permutation p-value of the binned TV and its Benjamini-Hochberg q-value
     over this table's comparisons."""
     rng = np.random.default_rng([cfg.seed, 0xE9])
-    view = lambda keys: stats.ep_view(log10_scores(ep, keys), BIN_DECADES)
+    view = lambda keys: stats.ep_view(log10_scores(ep, keys), BIN_DECADES, cfg.analysis.count_threshold,
+                                      [cfg.seed, 0x5E])
     posteriors = [cfg.reference] + [p for p in ("nngp_exact",) if p in estimators and p != cfg.reference]
     frames = []
     for setting, group in runs.groupby("setting", sort=False):
@@ -92,10 +93,50 @@ def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
     return pd.DataFrame(rows)
 
 
-def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame) -> dict:
+TREND_QUANTITIES = ("test_error", "lz")
+
+
+def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], confidence: float = 0.95) -> pd.DataFrame:
+    """Test error on E and LZ complexity against EP's log10 P_B, per population (functions.csv: one
+    row per distinct function it found): Spearman's rank correlation over its functions EP scored,
+    scipy's p-value against no association, and a Fisher-z interval with the rank correlation's
+    standard error sqrt(1.06 / (n - 3)) (Fieller, Hartley and Pearson 1957). Below 0 for the error:
+    the functions with higher P_B generalise better."""
+    z = float(stats.sps.norm.ppf(0.5 + confidence / 2))
+    rows = []
+    for population, g in functions.groupby("population", sort=False):
+        score = log10_scores(ep, g["function"])
+        ok = np.isfinite(score)
+        for quantity in TREND_QUANTITIES:
+            y, n = g[quantity].to_numpy(float)[ok], int(ok.sum())
+            rho = p = low = high = float("nan")
+            if n > 3 and np.ptp(y) > 0 and np.ptp(score[ok]) > 0:
+                rho, p = (float(v) for v in stats.sps.spearmanr(score[ok], y))
+                half = z * np.sqrt(1.06 / (n - 3))
+                low, high = (float(np.tanh(np.arctanh(np.clip(rho, -0.999999, 0.999999)) + s)) for s in (-half, half))
+            rows.append({"population": population, "quantity": quantity, "functions": n, "spearman": rho,
+                         "ci_low": low, "ci_high": high, "p_value": p})
+    return pd.DataFrame(rows)
+
+
+def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame, trend: pd.DataFrame) -> dict:
     """Paper macros of the EP view: per SGD setting and posterior, each statistic with its floor
-    and the effect's interval; per population, its spread of log10 P_B."""
+    and the effect's interval; per population, its spread of log10 P_B and the rank correlations of
+    test error and LZ complexity with it (ranges over the SGD settings)."""
     m = {}
+    for r in trend.itertuples():
+        k = lambda *p: macro_name("Trend", r.population, r.quantity, *p)
+        src = source("ep_trend.csv", population=r.population, quantity=r.quantity)
+        m |= {k("Spearman"): src(r.spearman, "spearman"), k("Lo"): src(r.ci_low, "ci_low"),
+              k("Hi"): src(r.ci_high, "ci_high"), k("PValue"): src(r.p_value, "p_value"),
+              k("Functions"): src(int(r.functions), "functions")}
+    sgd_trend = trend[trend["population"].isin(ep_view["setting"])]
+    for quantity, rows in sgd_trend.groupby("quantity", sort=False):
+        src = source("ep_trend.csv", "SGD settings", quantity=quantity)
+        k = lambda *p: macro_name("Trend", "sgd", quantity, *p)
+        m |= {k("Min"): src(float(rows["spearman"].min()), "min of spearman"),
+              k("Max"): src(float(rows["spearman"].max()), "max of spearman"),
+              k("PMax"): src(float(rows["p_value"].max()), "max of p_value")}
     for r in ep_view.dropna(subset=["value"]).itertuples():
         k = lambda *p: macro_name(r.comparison, r.setting, r.statistic, *p)
         src = source("ep_view.csv", comparison=r.comparison, setting=r.setting, statistic=r.statistic)
@@ -108,7 +149,8 @@ def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame) -> dict:
     for posterior, rows in ep_view.dropna(subset=["value"]).groupby("reference", sort=False):
         # ranges over the SGD settings, for the text: the shift of the mean log10 P_B and the binned TV
         k = lambda *p: macro_name("Ep", posterior, *p)
-        shift, tv = (rows[rows["statistic"] == s] for s in ("mean_log10_pb_shift", "tv_ep_bins"))
+        shift, tv, top = (rows[rows["statistic"] == s] for s in ("mean_log10_pb_shift", "tv_ep_bins",
+                                                                 "frequent_mass_log10"))
         src = source("ep_view.csv", reference=posterior)
         m |= {k("ShiftMin"): src(float(shift["value"].min()), "min of value where statistic=mean_log10_pb_shift"),
               k("ShiftMax"): src(float(shift["value"].max()), "max of value where statistic=mean_log10_pb_shift"),
@@ -117,6 +159,12 @@ def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame) -> dict:
               k("ShiftAbove"): src(int((shift["effect_low"] > 0).sum()),
                                    "settings with effect_low > 0 where statistic=mean_log10_pb_shift"),
               k("TvRejected"): src(int((tv["q_value"] < 0.05).sum()), "settings with q_value < 0.05"),
+              k("FrequentEffectMin"): src(float(top["effect"].min()), "min of effect where statistic=frequent_mass_log10"),
+              k("FrequentEffectMax"): src(float(top["effect"].max()), "max of effect where statistic=frequent_mass_log10"),
+              k("FrequentAbove"): src(int((top["effect_low"] > 0).sum()),
+                                      "settings with effect_low > 0 where statistic=frequent_mass_log10"),
+              k("FrequentBelow"): src(int((top["effect_high"] < 0).sum()),
+                                      "settings with effect_high < 0 where statistic=frequent_mass_log10"),
               k("Settings"): src(int(len(tv)), "settings"),
               k("NMin"): src(int(tv["n_a"].min()), "min of n_a"), k("NMax"): src(int(tv["n_a"].max()), "max of n_a")}
     sgd = summary[summary["population"].isin(ep_view["setting"])]
@@ -138,11 +186,12 @@ def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame) -> dict:
 def ep_latex_table(runs_sum: pd.DataFrame, ep_view: pd.DataFrame, summary: pd.DataFrame) -> str:
     """One row per SGD setting: batch, lr, mean steps to fit S, distinct functions, the decades of
     EP's P_B its functions span, and against each posterior (reference first) the shift of the
-    mean log10 P_B and the binned TV, each with its matched floor, and the TV test's q-value."""
+    mean log10 P_B, the binned TV and the log10 mass ratio on SGD's frequent functions, each with
+    its matched floor, and the TV test's q-value."""
     posteriors = list(dict.fromkeys(ep_view["reference"].dropna()))
-    head = " & ".join(rf"\multicolumn{{3}}{{c}}{{vs {fmt(p)}}}" for p in posteriors)
-    sub = " & ".join([r"shift [floor] & TV [floor] & $q$"] * len(posteriors))
-    lines = [r"\begin{tabular}{lrrrrr" + "lll" * len(posteriors) + "}", r"\toprule",
+    head = " & ".join(rf"\multicolumn{{4}}{{c}}{{vs {fmt(p)}}}" for p in posteriors)
+    sub = " & ".join([r"shift [floor] & TV [floor] & $q$ & frequent [floor]"] * len(posteriors))
+    lines = [r"\begin{tabular}{lrrrrr" + "llll" * len(posteriors) + "}", r"\toprule",
              rf" & & & & & & {head} \\",
              rf"setting & $B$ & lr & steps & functions & decades & {sub} \\", r"\midrule"]
     decades = summary.set_index("population")["decades"]
@@ -151,10 +200,11 @@ def ep_latex_table(runs_sum: pd.DataFrame, ep_view: pd.DataFrame, summary: pd.Da
         for p in posteriors:
             rows = ep_view[(ep_view["setting"] == r.setting) & (ep_view["reference"] == p)].set_index("statistic")
             if rows.empty or pd.isna(rows.loc["tv_ep_bins", "value"]):
-                cells += ["n/a"] * 3
+                cells += ["n/a"] * 4
                 continue
             cell = lambda s: rf"{fmt(float(rows.loc[s, 'value']))} [{fmt(float(rows.loc[s, 'floor']))}]"
-            cells += [cell("mean_log10_pb_shift"), cell("tv_ep_bins"), fmt(float(rows.loc["tv_ep_bins", "q_value"]))]
+            cells += [cell("mean_log10_pb_shift"), cell("tv_ep_bins"), fmt(float(rows.loc["tv_ep_bins", "q_value"])),
+                      cell("frequent_mass_log10")]
         lines.append(rf"\texttt{{{fmt(r.setting)}}} & {r.batch_size} & {fmt(r.lr, 3)} & {fmt(float(r.mean_steps), 0)} & "
                      rf"{fmt(int(r.distinct_functions))} & {fmt(float(decades.get(r.setting, float('nan'))), 1)} & "
                      + " & ".join(cells) + r" \\")

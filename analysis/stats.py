@@ -13,7 +13,7 @@ RANGES = {"pearson_log": (-1.0, 1.0), "spearman_log": (-1.0, 1.0), "kl": (0.0, n
           "n_common": (0.0, np.inf), "tv_ep_bins": (0.0, 1.0), "ks_log10_pb": (0.0, 1.0)}
 # Large |E|, where most functions are seen once: two samples compared through EP's log10 P_B of
 # each item's function (ep_statistics).
-EP_STATISTICS = ("tv_ep_bins", "mean_log10_pb_shift", "ks_log10_pb", "ep_failed_fraction")
+EP_STATISTICS = ("tv_ep_bins", "mean_log10_pb_shift", "ks_log10_pb", "ep_failed_fraction", "frequent_mass_log10")
 
 
 def align(counts_a: dict[str, int], counts_b: dict[str, int]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ def all_statistics(a: np.ndarray, b: np.ndarray, threshold: int) -> dict[str, fl
             "tv": total_variation(a, b), "n_common": float(n)}
 
 
-def ep_view(log10_p: np.ndarray, width: float = 1.0) -> tuple[Callable, Callable]:
+def ep_view(log10_p: np.ndarray, width: float = 1.0, threshold: int = 5, seed=0) -> tuple[Callable, Callable]:
     """Statistics of two count vectors over one list of functions, seen through a score per
     function (EP's log10 P_B; NaN where EP failed). Returns (statistics, binned_tv):
 
@@ -67,7 +67,12 @@ def ep_view(log10_p: np.ndarray, width: float = 1.0) -> tuple[Callable, Callable
     - statistics(a, b): binned_tv as "tv_ep_bins"; "mean_log10_pb_shift", the mean score of a's
       items minus b's over the scored ones (above 0: a puts more of its mass on the functions the
       posterior finds more probable); "ks_log10_pb", the two-sample Kolmogorov-Smirnov distance
-      between the scores of their items; "ep_failed_fraction", a's items whose function EP failed on."""
+      between the scores of their items; "ep_failed_fraction", a's items whose function EP failed on;
+      "frequent_mass_log10", log10 of a's mass on its most frequent functions (seen at least
+      ceil(threshold / 2) times in one half of a) over b's mass on them (frequent_mass, with half a
+      pseudo-count added to b's so that functions b never saw give a finite number): above 0 when
+      a concentrates on the functions it finds most often more than b does. That one needs no EP.
+    `seed` fixes frequent_mass's halvings."""
     log10_p = np.asarray(log10_p, float)
     scored = np.isfinite(log10_p)
     bins = np.where(scored, np.floor(np.where(scored, log10_p, 0.0) / width), np.inf)
@@ -91,7 +96,9 @@ def ep_view(log10_p: np.ndarray, width: float = 1.0) -> tuple[Callable, Callable
     def statistics(a, b) -> dict[str, float]:
         a, b = np.asarray(a, float), np.asarray(b, float)
         return {"tv_ep_bins": binned_tv(a, b), "mean_log10_pb_shift": mean(a) - mean(b), "ks_log10_pb": ks(a, b),
-                "ep_failed_fraction": float(a[~scored].sum() / a.sum())}
+                "ep_failed_fraction": float(a[~scored].sum() / a.sum()),
+                "frequent_mass_log10": frequent_mass(a, lambda keep: (b[keep].sum() + 0.5) / b.sum(), threshold,
+                                                     seed)[0]}
 
     return statistics, binned_tv
 
@@ -120,6 +127,41 @@ def bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.
         low, high = np.clip([point[name] - half, point[name] + half], *RANGES.get(name, (-np.inf, np.inf)))
         out[name] = (float(low), float(high))
     return out
+
+
+HELD_OUT_SPLITS = 8  # random halvings averaged over in frequent_mass
+
+
+def frequent_mass(counts: np.ndarray, reference_mass: Callable[[np.ndarray], float], threshold: int,
+                  seed, eligible: np.ndarray | None = None) -> tuple[float, float]:
+    """Does a sample concentrate on its most frequent functions more than a reference does? The
+    sample's mass on its frequent functions against the reference's mass on the same functions:
+    log10(sample mass / reference mass), and how many functions were selected. 0 when they agree,
+    above 0 when the sample puts more mass on them. `reference_mass(keep)` gives the reference's
+    mass on the functions where the boolean mask `keep` is true: the sum of EP's P_B, or another
+    sample's frequency.
+
+    Selecting functions by their counts and reading their mass from the same counts is biased
+    upwards (a function clears the threshold more easily when it was seen more often than its
+    probability says), by a factor that grows as the threshold nears the counts. So the sample is
+    halved at random (each item to one half with probability 1/2: binomial thinning of the
+    counts), the functions are chosen by their counts in one half (at least ceil(threshold / 2))
+    and their mass is read from the other; the result is averaged over HELD_OUT_SPLITS halvings
+    drawn from `seed`. Only `eligible` functions are selected (those EP scored), all count in the
+    sample's total. Valid for a sample of independent draws (a chain sample only at its
+    effective size). NaN when no function is selected or either mass is 0."""
+    counts = np.asarray(counts, np.int64)
+    rng = np.random.default_rng(seed)
+    ratios, selected = [], []
+    for _ in range(HELD_OUT_SPLITS):
+        a = rng.binomial(counts, 0.5)
+        b = counts - a
+        keep = (a >= -(-threshold // 2)) & (True if eligible is None else eligible)
+        selected.append(int(keep.sum()))
+        mass, ref = (b[keep].sum() / b.sum() if b.sum() else 0.0), reference_mass(keep) if keep.any() else 0.0
+        if mass > 0 and ref > 0:
+            ratios.append(float(np.log10(mass / ref)))
+    return (float(np.mean(ratios)) if ratios else float("nan")), float(np.mean(selected))
 
 
 def decades(p: np.ndarray) -> float:

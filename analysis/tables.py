@@ -73,7 +73,10 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
                      rng: np.random.Generator, complete: bool) -> pd.DataFrame:
     """Sample a against a computed distribution (EP's log P_B per function). Correlations over the
     functions with >= threshold counts in a; TV and KL(a || EP) only where EP scored every function
-    (complete), after normalising EP over them. The interval resamples a only."""
+    (complete), after normalising EP over them; a's mass on its frequent functions against the sum
+    of EP's P_B over them, selected and measured in different halves of a (stats.frequent_mass:
+    "frequent_mass_log10", above 0 when a puts more mass on them than EP's P_B, and
+    "frequent_functions"). The interval resamples a only."""
     an = cfg.analysis
     keys = sorted(set(a) | set(log_p)) if complete else sorted(a)
     ca = np.array([a.get(k, 0) for k in keys])
@@ -82,13 +85,15 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
     q = np.exp(lp - np.nanmax(lp))
     q = np.where(scored, q, 0) / np.nansum(np.where(scored, q, 0))
 
+    def ep_mass(keep):
+        return float(np.exp(np.logaddexp.reduce(lp[keep])))
+
     def stat(x, _):
         keep = scored & (x >= an.count_threshold)
         n = int(keep.sum())
         out = dict.fromkeys(("pearson_log", "spearman_log", "slope_log", "kl", "tv"), float("nan"))
-        if n >= 3:
-            # a pseudo-count vector with the EP probabilities, so log_correlations sees log q
-            pa, pq = np.log(x[keep] / x.sum()), np.log(q[keep])
+        pa, pq = np.log(x[keep] / x.sum()), np.log(q[keep])
+        if n >= 3 and np.ptp(pa) > 0 and np.ptp(pq) > 0:  # else undefined, NaN
             out["pearson_log"] = float(np.corrcoef(pa, pq)[0, 1])
             out["spearman_log"] = float(stats.sps.spearmanr(pa, pq)[0])
             out["slope_log"] = float(np.polyfit(pq, pa, 1)[0])
@@ -98,6 +103,8 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
             ps = (x + 0.5) / (x.sum() + 0.5 * len(x))
             out["kl"] = float(np.sum(ps * np.log(ps / np.maximum(q, 1e-300))))
         out["n_common"] = float(n)
+        out["frequent_mass_log10"], out["frequent_functions"] = stats.frequent_mass(
+            x, ep_mass, an.count_threshold, [cfg.seed, 0x5E], eligible=scored)
         return out
 
     point = stat(ca, None)

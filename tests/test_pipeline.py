@@ -304,5 +304,12 @@ def test_e1m_smoke_scores_every_function_by_ep_and_compares_through_it(tmp_path)
     mass = read("tables/ep_mass.csv")
     assert np.allclose(mass.groupby("population")["mass"].sum(), 1.0)
     assert (out / "figures" / "fig_ep_mass.pdf").stat().st_size > 1000
-    assert r"\newcommand{\EOnemEpNngpExactShiftMin}" in (out / "macros.tex").read_text()
+    macros = (out / "macros.tex").read_text()
+    for name in ("EpNngpExactShiftMin", "EpNngpExactFrequentEffectMin", "TrendSgdLzMin",
+                 "EstNNGPexactVsNNGPEPFrequentMassLogOneZero"):
+        assert rf"\newcommand{{\EOnem{name}}}" in macros
+    assert set(view["statistic"]) >= {"frequent_mass_log10", "mean_log10_pb_shift"}
+    # test error and LZ against log10 P_B: one row per population and quantity, every function EP scored
+    trend = read("tables/ep_trend.csv")
+    assert len(trend) == 2 * (runs["setting"].nunique() + 2) and trend["spearman"].between(-1, 1).all()
     assert (out / "ep_view_table.tex").exists()
