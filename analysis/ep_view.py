@@ -173,7 +173,9 @@ def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame, trend: pd.DataFrame)
           "EpSgdDecadesMax": src(float(sgd["decades"].max()), "max of decades"),
           "EpSgdSingletonMin": src(float(sgd["singleton_fraction"].min()), "min of singleton_fraction"),
           "EpSgdSingletonMax": src(float(sgd["singleton_fraction"].max()), "max of singleton_fraction"),
-          "EpSgdFailed": src(int(sgd["functions_ep_failed"].sum()), "sum of functions_ep_failed")}
+          "EpSgdFailed": src(int(sgd["functions_ep_failed"].sum()), "sum of functions_ep_failed"),
+          "EpSgdFunctionsMin": src(int(sgd["functions"].min()), "min of functions"),
+          "EpSgdItemsMax": src(int(sgd["items"].max()), "max of items")}
     for r in summary.itertuples():
         src = source("ep_summary.csv", population=r.population)
         for column in ("decades", "log10_pb_min", "log10_pb_max", "log10_pb_mean", "singleton_fraction"):

@@ -120,7 +120,9 @@ def estimator_macros(estimators: pd.DataFrame, agreement: pd.DataFrame) -> dict[
     for r in estimators.itertuples():
         k = lambda *p: macro_name("Est", short(r.estimator), "vs", short(r.reference), r.statistic, *p)
         src = source("estimators.csv", comparison=r.comparison, statistic=r.statistic)
-        value = int(r.value) if r.statistic == "n_common" and pd.notna(r.value) else float(r.value)
+        # counts of functions as integers (frequent_functions is a mean over halvings: about so many)
+        counted = r.statistic in ("n_common", "frequent_functions") and pd.notna(r.value)
+        value = int(round(r.value)) if counted else float(r.value)
         out[k()] = src(value, "value")
         if r.reference == "nngp_ep":
             out |= {k("Lo"): src(float(r.ci_low), "ci_low"), k("Hi"): src(float(r.ci_high), "ci_high")}

@@ -56,8 +56,9 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
     (against a sampled reference) or with its interval (against EP). Returns the figure."""
     import numpy as np
 
-    settings = list(dict.fromkeys(seen["setting"]))
-    lo = 10 ** np.floor(np.log10(min(seen["p_sgd"].min(), seen[x].min())))
+    # every setting gets a panel, also one that shares no function with the reference (empty)
+    settings = list(dict.fromkeys(agreement.loc[agreement["comparison"] == comparison, "setting"]))
+    lo = 10 ** np.floor(np.log10(min(seen["p_sgd"].min(), seen[x].min()))) if len(seen) else 1e-4
     ncol = min(3, len(settings))
     nrow = -(-len(settings) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.4 * nrow), squeeze=False, sharex=True, sharey=True)
@@ -75,6 +76,8 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
             text = f"$r_{{\\log}}$ = {two(r.value)} (floor {two(r.floor)})\nn = {int(r.n_a)}, p = {r.p_value:.2g}"
         else:  # against a computed P_B: the bootstrap interval
             text = f"$r_{{\\log}}$ = {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        if not mine.any():
+            ax.text(0.5, 0.5, "no function found by both", transform=ax.transAxes, ha="center", fontsize=7)
         ax.set_title(f"{setting}\n{text}", fontsize=7)
     for ax in axes.flat[len(settings):]:
         ax.axis("off")
