@@ -151,14 +151,17 @@ def frequent_mass(counts: np.ndarray, reference_mass: Callable[[np.ndarray], flo
     sample's total. Valid for a sample of independent draws (a chain sample only at its
     effective size). NaN when no function is selected or either mass is 0."""
     counts = np.asarray(counts, np.int64)
+    eligible = np.ones(counts.shape, bool) if eligible is None else np.asarray(eligible, bool)
     rng = np.random.default_rng(seed)
     ratios, selected = [], []
     for _ in range(HELD_OUT_SPLITS):
         a = rng.binomial(counts, 0.5)
         b = counts - a
-        keep = (a >= -(-threshold // 2)) & (True if eligible is None else eligible)
+        keep = eligible & (a >= -(-threshold // 2))
         selected.append(int(keep.sum()))
-        mass, ref = (b[keep].sum() / b.sum() if b.sum() else 0.0), reference_mass(keep) if keep.any() else 0.0
+        if not keep.any() or b.sum() == 0:
+            continue
+        mass, ref = b[keep].sum() / b.sum(), reference_mass(keep)
         if mass > 0 and ref > 0:
             ratios.append(float(np.log10(mass / ref)))
     return (float(np.mean(ratios)) if ratios else float("nan")), float(np.mean(selected))
