@@ -48,10 +48,11 @@ def build(cfg, results: Path) -> Path:
     runs_sum = tables.runs_summary(runs, raw["sgd_chunks"])
     coverage = tables.coverage_table(joint, cfg.analysis.count_threshold)
     out = {"functions": functions, "joint": joint, "agreement": agreement, "runs_summary": runs_sum,
-           "coverage": coverage, "timings": tables.timing_table(raw),
+           "coverage": coverage, "timings": tables.timing_table(raw, n_eff),
            "effective_sizes": tables.effective_size_table(n_eff)}
     if cfg.rejection is not None:
-        out["sampler_summary"] = tables.sampler_summary(raw["rejection_chunks"], estimators[tables.BAYES])
+        out["sampler_summary"] = tables.sampler_summary(raw["rejection_chunks"], estimators[tables.BAYES],
+                                                        n_eff[tables.BAYES])
     if cfg.mcmc is not None:
         out["mcmc_summary"] = tables.mcmc_summary(raw["mcmc_chunks"], raw["mcmc_diagnostics"], estimators, n_eff)
         out["mcmc_diagnostics"] = raw["mcmc_diagnostics"]
@@ -165,7 +166,12 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
         s, src = out["sampler_summary"].iloc[0], source("sampler_summary.csv")
         m |= {"RejDraws": src(int(s["draws"]), "draws"), "RejAccepted": src(int(s["accepted"]), "accepted"),
               "RejAcceptance": src(float(s["acceptance"]), "acceptance"),
-              "RejDistinct": src(int(s["distinct_functions"]), "distinct_functions")}
+              "RejDistinct": src(int(s["distinct_functions"]), "distinct_functions"),
+              "RejReadouts": src(int(s["readouts"]), "readouts"),
+              "RejHiddenDraws": src(int(s["hidden_draws"]), "hidden_draws"),
+              "RejDesignEffect": src(float(s["design_effect_max"]), "design_effect_max"),
+              "RejDesignEffectMedian": src(float(s["design_effect_median"]), "design_effect_median"),
+              "RejNEff": src(int(s["n_eff"]), "n_eff")}
     if "mcmc_summary" in out:
         for r in out["mcmc_summary"].itertuples():  # bayes_mcmc -> Mcmc..., bayes_mcmc_from_sgd -> McmcFromSgd...
             k = lambda *p: macro_name("Mcmc", r.population.removeprefix("bayes_mcmc"), *p)
@@ -228,6 +234,8 @@ def timing_macros(timings: pd.DataFrame) -> dict[str, Macro]:
         src = source("timings.csv", stage=r.stage, item=r.item)
         if r.stage == "sgd":
             m[macro_name(r.item, "RunsPerSecond")] = src(int(round(r.rate)), "rate")
+        elif r.stage == "rejection" and r.item == "effective":
+            m["RejEffectivePerSecond"] = src(int(round(r.rate)), "rate")
         elif r.stage == "rejection":
             m |= {"RejDrawsPerSecond": src(int(round(r.rate)), "rate"),
                   "RejMinutes": src(float(r.seconds / 60), "seconds / 60")}

@@ -104,9 +104,12 @@ def ep_view(log10_p: np.ndarray, width: float = 1.0, threshold: int = 5, seed=0)
 
 
 def bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], dict],
-              n_boot: int, rng: np.random.Generator, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
+              n_boot: int, rng: np.random.Generator, confidence: float = 0.95,
+              se_scale: float = 1.0) -> dict[str, tuple[float, float]]:
     """Normal intervals t +- z * se of each statistic, se the bootstrap standard error when both
-    samples are resampled with replacement (a multinomial redraw of each count vector).
+    samples are resampled with replacement (a multinomial redraw of each count vector), times
+    se_scale: for a correlated sample of N items with effective size ESS, sqrt(N / ESS) (a
+    multinomial redraw treats its items as independent and understates the spread so much).
 
     The plug-in statistics are biased at finite n (TV and KL upwards, correlations of noisy
     log-probabilities downwards) and resampling adds that bias again, so percentile intervals
@@ -123,7 +126,7 @@ def bootstrap(a: np.ndarray, b: np.ndarray, statistic: Callable[[np.ndarray, np.
         if len(values) < 2 or not np.isfinite(point[name]):
             out[name] = (np.nan, np.nan)
             continue
-        half = z * float(np.std(values, ddof=1))
+        half = z * se_scale * float(np.std(values, ddof=1))
         low, high = np.clip([point[name] - half, point[name] + half], *RANGES.get(name, (-np.inf, np.inf)))
         out[name] = (float(low), float(high))
     return out
@@ -177,6 +180,30 @@ def decades(p: np.ndarray) -> float:
 # Matched comparisons: a sample against a sampled reference, beside the reference's own noise
 # floor at the same sample sizes
 # ---------------------------------------------------------------------------------------------
+
+def design_effects(count, count_sq, count_acc, accepted: int, accepted_sq: int, batches: int,
+                   top: int) -> np.ndarray:
+    """Design effects of a ratio estimate of function frequencies from B independent batches, for
+    the `top` most frequent functions (most frequent first; those at frequency 0 or 1 left out):
+    Var(p_f) over its multinomial value p_f (1 - p_f) / A, both from the per-batch moments
+    (study/rejection.py): with c_fb the function's count and a_b the fits of batch b,
+    p_f = sum c_fb / A and
+
+        Var(p_f) = B / (B - 1) * sum_b (c_fb - p_f a_b)^2 / A^2,
+        sum_b (c_fb - p_f a_b)^2 = count_sq - 2 p_f count_acc + p_f^2 accepted_sq.
+
+    About 1 for independent draws; A / design effect is the function's effective sample size.
+    Empty with fewer than two batches or no fits."""
+    count, count_sq, count_acc = (np.asarray(v, np.float64) for v in (count, count_sq, count_acc))
+    if batches < 2 or accepted <= 0:
+        return np.array([])
+    p = count / accepted
+    keep = np.argsort(-count, kind="stable")[:top]
+    keep = keep[(p[keep] > 0) & (p[keep] < 1)]
+    p, sq, acc = p[keep], count_sq[keep], count_acc[keep]
+    ss = np.maximum(sq - 2 * p * acc + p * p * accepted_sq, 0.0)
+    return batches / (batches - 1) * ss / (accepted * p * (1 - p))
+
 
 def subsample(counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Counts of n items drawn without replacement from a sample with these counts."""

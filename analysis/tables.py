@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis import stats
 from study.config import ExperimentConfig
-from study.diagnostics import RHAT_THRESHOLD
+from study.diagnostics import RHAT_THRESHOLD, TOP_FUNCTIONS_TRACED
 from study.encoding import hex_to_bits
 from study.tasks import Task, seen_table_lz
 
@@ -70,13 +70,14 @@ def joint_table(sgd: dict[str, int], bayes: dict[str, int], setting: str, task: 
 
 
 def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str, float], cfg: ExperimentConfig,
-                     rng: np.random.Generator, complete: bool) -> pd.DataFrame:
+                     rng: np.random.Generator, complete: bool, n_eff: float | None = None) -> pd.DataFrame:
     """Sample a against a computed distribution (EP's log P_B per function). Correlations over the
     functions with >= threshold counts in a; TV and KL(a || EP) only where EP scored every function
     (complete), after normalising EP over them; a's mass on its frequent functions against the sum
     of EP's P_B over them, selected and measured in different halves of a (stats.frequent_mass:
     "frequent_mass_log10", above 0 when a puts more mass on them than EP's P_B, and
-    "frequent_functions"). The interval resamples a only."""
+    "frequent_functions"). The interval resamples a only, its half-width scaled by sqrt(N / n_eff)
+    where a is a correlated sample of N items with effective size n_eff (chains, grouped rejection)."""
     an = cfg.analysis
     keys = sorted(set(a) | set(log_p)) if complete else sorted(a)
     ca = np.array([a.get(k, 0) for k in keys])
@@ -108,23 +109,28 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
         return out
 
     point = stat(ca, None)
-    ci = stats.bootstrap(ca, np.ones_like(ca), stat, an.bootstrap, rng, an.confidence)
+    se_scale = float(np.sqrt(ca.sum() / n_eff)) if n_eff is not None and 0 < n_eff < ca.sum() else 1.0
+    ci = stats.bootstrap(ca, np.ones_like(ca), stat, an.bootstrap, rng, an.confidence, se_scale)
     return pd.DataFrame([{"comparison": name, "setting": setting, "statistic": k, "value": v,
                           "ci_low": ci[k][0], "ci_high": ci[k][1], "n_a": int(ca.sum()), "n_b": 0,
                           "threshold": an.count_threshold} for k, v in point.items()])
 
 
-# A chain sample (ESS < its size N) is thinned at random to ESS / THIN items: the frequencies of such
-# a subsample of n items vary about the truth as p(1-p)/n (1 + n/ESS - n/N), within 1/THIN of n
-# independent draws, so comparisons, floors, bootstraps and permutation tests may treat it as
-# independent. (Thinned to n = ESS it would be twice as noisy as ESS independent draws.)
+# A correlated sample (chains; rejection with shared hidden layers) of N items with effective size
+# ESS < N is thinned at random to n items: the frequencies of such a subsample vary about the truth
+# as p(1-p)/n (1 + n/ESS - n/N), so n is the largest with n (1/ESS - 1/N) <= 1/THIN, within
+# 1/THIN of n independent draws, and comparisons, floors, bootstraps and permutation tests may
+# treat it as independent. For ESS << N that is ESS / THIN (thinned to n = ESS it would be twice as
+# noisy as ESS independent draws); for a sample with a design effect N / ESS close to 1, all of it.
 THIN = 20
 
 
 def usable(n_eff: float, items: int) -> int:
-    """Items of a sample that count as independent draws: all of an independent sample, ESS / THIN
-    of an autocorrelated one."""
-    return int(items if n_eff >= items else max(1, n_eff // THIN))
+    """Items of a sample that count as independent draws: all of an independent sample, the largest
+    n with n (1/ESS - 1/N) <= 1/THIN of a correlated one."""
+    if n_eff >= items:
+        return int(items)
+    return int(min(items, max(1, np.floor(n_eff * items / (THIN * (items - n_eff)) + 1e-9))))
 
 
 def effective_size_table(n_eff: dict[str, dict]) -> pd.DataFrame:
@@ -135,7 +141,10 @@ def effective_size_table(n_eff: dict[str, dict]) -> pd.DataFrame:
 def effective_sizes(raw: dict, cfg: ExperimentConfig) -> dict[str, dict]:
     """population -> {None: effective size of all of it, 0: of half A, 1: of half B}.
 
-    Rejection samples are independent draws: their size. Chains are autocorrelated: the smallest
+    Rejection samples with one output layer per draw are independent draws: their size; with K > 1
+    output layers per hidden draw, the size over the largest design effect of the most frequent
+    functions, from the dispersion of their counts over batches (rejection_design). Chains are
+    autocorrelated: the smallest
     bulk ESS (rank-normalised, ArviZ; study/diagnostics.py) over the indicator traces of the
     population's most frequent functions and its test-error trace, per chain group. The exact
     NNGP sampler by elliptical slice: the smallest per-chunk ESS of its traces times the chunks
@@ -151,11 +160,38 @@ def effective_sizes(raw: dict, cfg: ExperimentConfig) -> dict[str, dict]:
                 ess = d.loc[d["group"].astype(str) == group, "ess_bulk"].to_numpy(float)
                 if np.isfinite(ess).any():  # all-NaN: every traced function constant, no autocorrelation to count
                     size[key] = min(size[key], float(np.nanmin(ess)))
+        elif name == BAYES and grouped_rejection(raw):
+            design = rejection_design(counts, raw["rejection_chunks"])
+            size = {k: min(size[k], size[k] / design[k][0]) if np.isfinite(design[k][0]) else size[k] for k in size}
         elif name == "nngp_exact" and cfg.nngp.exact == "ess":
             per_chunk = float(raw["nngp_summary"]["exact_ess_min"].iat[0])
             chunks = counts.groupby(half_labels(counts))["chunk"].nunique()
             size = {k: min(v, per_chunk * (chunks.sum() if k is None else chunks.get(k, 0))) for k, v in size.items()}
         out[name] = size
+    return out
+
+
+def grouped_rejection(raw: dict) -> bool:
+    """Did the rejection stage draw several output layers per hidden-layer draw (readouts > 1)?"""
+    chunks = raw.get("rejection_chunks")
+    return chunks is not None and "readouts" in chunks and int(chunks["readouts"].max()) > 1
+
+
+def rejection_design(counts: pd.DataFrame, chunks: pd.DataFrame) -> dict:
+    """{None: all, 0: half A, 1: half B} -> (largest, median) design effect of the rejection
+    sample's TOP_FUNCTIONS_TRACED most frequent functions (stats.design_effects over the batches
+    of the half's chunks); NaN for results written before the per-batch moments existed."""
+    out = {}
+    for key in (None, 0, 1):
+        c = counts if key is None else counts[half_labels(counts) == key]
+        k = chunks if key is None else chunks[chunks["chunk"] % 2 == key]
+        if "count_sq" not in c or "batches" not in k:
+            out[key] = (np.nan, np.nan)
+            continue
+        f = c.groupby("function")[["count", "count_sq", "count_acc"]].sum()
+        d = stats.design_effects(f["count"], f["count_sq"], f["count_acc"], int(k["accepted"].sum()),
+                                 int(k["accepted_sq"].sum()), int(k["batches"].sum()), TOP_FUNCTIONS_TRACED)
+        out[key] = (float(d.max()), float(np.median(d))) if len(d) else (np.nan, np.nan)
     return out
 
 
@@ -233,7 +269,7 @@ def estimator_table(estimators: dict[str, pd.DataFrame], ep: dict[str, float] | 
                                    estimator=test, reference=ref))
         if ep is not None:
             frames.append(compare_to_fixed(f"{ref}_vs_{EP}", "cross_check", bayes_counts(estimators[ref]), ep, cfg,
-                                           rng, ep_complete).assign(estimator=ref, reference=EP))
+                                           rng, ep_complete, n_eff[ref][None]).assign(estimator=ref, reference=EP))
     return with_q_values(pd.concat(frames, ignore_index=True))
 
 
@@ -270,11 +306,18 @@ def runs_summary(runs: pd.DataFrame, chunk_stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sampler_summary(chunk_stats: pd.DataFrame, raw_bayes: pd.DataFrame) -> pd.DataFrame:
+def sampler_summary(chunk_stats: pd.DataFrame, raw_bayes: pd.DataFrame, n_eff: dict) -> pd.DataFrame:
+    """The rejection sampler: draws ((hidden, output) pairs with readouts > 1), fits, the design
+    effect of its most frequent functions measured from the batches (about 1 for plain rejection:
+    a check of the accounting) and the effective size the comparisons use."""
     draws, accepted = int(chunk_stats["draws"].sum()), int(chunk_stats["accepted"].sum())
-    return pd.DataFrame([{"population": BAYES, "draws": draws, "accepted": accepted,
+    readouts = int(chunk_stats["readouts"].iat[0]) if "readouts" in chunk_stats else 1
+    design_max, design_median = rejection_design(raw_bayes, chunk_stats)[None]
+    return pd.DataFrame([{"population": BAYES, "draws": draws, "readouts": readouts,
+                          "hidden_draws": draws // readouts, "accepted": accepted,
                           "acceptance": accepted / draws, "distinct_functions": raw_bayes["function"].nunique(),
-                          "chunks": len(chunk_stats),
+                          "design_effect_max": design_max, "design_effect_median": design_median,
+                          "n_eff": n_eff[None], "chunks": len(chunk_stats),
                           "config_hash": chunk_stats["config_hash"].iat[0], "seed": int(chunk_stats["seed"].iat[0])}])
 
 
@@ -366,9 +409,10 @@ def read_raw(raw_dir: Path, cfg: ExperimentConfig) -> dict:
 TIMED = ("sgd_chunks", "rejection_chunks", "mcmc_chunks", "nngp_summary", "geometry_chunks")
 
 
-def timing_table(raw: dict) -> pd.DataFrame:
+def timing_table(raw: dict, n_eff: dict[str, dict] | None = None) -> pd.DataFrame:
     """Costs, kept apart from the results (they differ in every run): one row per stage (and SGD
-    setting) with its work, wall-clock seconds, rate and, where counted, useful GFLOP/s."""
+    setting) with its work, wall-clock seconds, rate and, where counted, useful GFLOP/s; the
+    rejection sampler also in effective samples (n_eff) per second."""
     t = raw["timings"]
     rows = []
 
@@ -383,6 +427,9 @@ def timing_table(raw: dict) -> pd.DataFrame:
         c = raw["rejection_chunks"]
         row("rejection", BAYES, int(c["draws"].sum()), "draws", float(t["rejection_chunks"]["seconds"].sum()),
             float(c["useful_flops"].sum()))
+        if n_eff is not None and BAYES in n_eff:
+            row("rejection", "effective", int(n_eff[BAYES][None]), "effective samples",
+                float(t["rejection_chunks"]["seconds"].sum()))
     if "mcmc_chunks" in t:
         row("mcmc", "bayes_mcmc", int(raw["mcmc_chunks"]["samples"].sum()), "samples",
             float(t["mcmc_chunks"]["seconds"].sum()))

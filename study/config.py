@@ -43,6 +43,9 @@ class RejectionConfig:
     chunk_draws: int = 2**18
     batch: int = 4096
     prng: str = "threefry2x32"
+    # output layers drawn per hidden-layer draw (study/rejection.py): 1 is plain rejection, K > 1
+    # counts every (hidden, output) pair, correlated within a group, at a fraction of the cost
+    readouts: int = 1
 
 
 @dataclass(frozen=True)

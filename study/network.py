@@ -27,6 +27,10 @@ class Network:
     prior_std_D: jnp.ndarray  # prior standard deviation of each flat parameter
     n_in: int
     macs_per_input: int  # multiply-adds of one forward pass on one input (weights only)
+    features_fn: Callable  # features_fn(hidden_params, x_NxI) -> (N, H): the last hidden layer's activations
+    unravel_hidden: Callable  # (D - n_readout,) -> the hidden layers' params pytree
+    n_features: int  # H, the last hidden layer's width (n_in without hidden layers)
+    n_readout: int  # parameters of the output layer (H weights, plus 1 bias); the last n_readout of theta_D
 
     @property
     def n_params(self) -> int:
@@ -48,6 +52,11 @@ class Network:
         """Outputs (P, N) of a population of networks on shared inputs."""
         return jax.vmap(self.apply_flat, in_axes=(0, None))(theta_PxD, x_NxI)
 
+    def features(self, hidden_Dh: jnp.ndarray, x_NxI: jnp.ndarray) -> jnp.ndarray:
+        """(N, H) activations of the last hidden layer for the hidden part of theta_D
+        (theta_D[:-n_readout]); the output is features @ w + b with (w, b) = theta_D[-n_readout:]."""
+        return self.features_fn(self.unravel_hidden(hidden_Dh), x_NxI)
+
 
 def build_network(cfg: NetworkConfig, n_in: int) -> Network:
     b_std = cfg.sigma_b if cfg.sigma_b > 0 else None  # sigma_b = 0: no bias parameters
@@ -56,6 +65,7 @@ def build_network(cfg: NetworkConfig, n_in: int) -> Network:
         layers += [stax.Dense(width, W_std=cfg.sigma_w, b_std=b_std, parameterization="standard"), stax.Relu()]
     layers.append(stax.Dense(1, W_std=cfg.sigma_w, b_std=b_std, parameterization="standard"))
     init_fn, apply_fn, kernel_fn = stax.serial(*layers)
+    _, features_fn, _ = stax.serial(*layers[:-1]) if cfg.widths else stax.Identity()
 
     _, params = init_fn(jax.random.key(0), (-1, n_in))
     flat, unravel = ravel_pytree(params)
@@ -70,4 +80,9 @@ def build_network(cfg: NetworkConfig, n_in: int) -> Network:
     ]
     prior_std_D, _ = ravel_pytree(std_tree)
     macs = sum(layer[0].size for layer in params if layer)
-    return Network(init_fn, apply_fn, kernel_fn, unravel, prior_std_D, n_in, int(macs))
+    # ravel_pytree lays the layers out in order, so the output layer (W, b) is the flat vector's tail.
+    _, unravel_hidden = ravel_pytree(params[:-1])
+    n_features = params[-1][0].size
+    n_readout = n_features + (0 if params[-1][1] is None else params[-1][1].size)
+    return Network(init_fn, apply_fn, kernel_fn, unravel, prior_std_D, n_in, int(macs), features_fn,
+                   unravel_hidden, int(n_features), int(n_readout))

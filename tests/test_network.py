@@ -51,3 +51,16 @@ def test_population_forward_equals_stax_apply(net7):
     for p in range(5):
         single = net7.apply_fn(net7.unravel(theta[p]), x)[:, 0]
         np.testing.assert_allclose(batch[p], single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("widths, sigma_b", [((40, 40), 0.0), ((8,), 1.0), ((), 0.5), ((5, 3), 0.3)])
+def test_features_times_the_output_layer_is_the_forward_pass(widths, sigma_b):
+    """The grouped rejection sampler splits theta_D into hidden layers (features) and the output
+    layer, the last n_readout entries: features @ w + b must be apply_flat's output exactly."""
+    net = build_network(NetworkConfig(widths=widths, sigma_b=sigma_b), 7)
+    x = jax.random.normal(jax.random.key(1), (5, 7))
+    R, H = net.n_readout, net.n_features
+    assert R == H + (sigma_b > 0) and H == (widths[-1] if widths else 7)
+    for theta in net.sample_prior(jax.random.key(0), 3):
+        out = net.features(theta[:-R], x) @ theta[-R:][:H] + theta[-R:][H:].sum()
+        np.testing.assert_allclose(out, net.apply_flat(theta, x), rtol=1e-6, atol=1e-6)

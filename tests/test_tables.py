@@ -44,15 +44,20 @@ def test_function_table_probabilities_errors_and_complexity():
     assert table.set_index("function").loc["f", "test_error"] == 0.25
 
 
-def test_usable_is_all_of_an_independent_sample_and_ess_over_thin_of_a_chain():
+def test_usable_is_all_of_an_independent_sample_and_about_ess_over_thin_of_a_chain():
     assert tables.usable(5000.0, 5000) == 5000 and tables.usable(1e9, 300) == 300
-    assert tables.usable(999.0, 5000) == 999 // tables.THIN
+    # the largest n with n (1/ESS - 1/N) <= 1/THIN: a little above ESS / THIN when ESS is a fifth of N
+    n = tables.usable(999.0, 5000)
+    assert n * (1 / 999 - 1 / 5000) <= 1 / tables.THIN < (n + 1) * (1 / 999 - 1 / 5000)
+    assert 999 // tables.THIN < n < 1.3 * 999 / tables.THIN
     assert tables.usable(3.0, 5000) == 1  # never empty
+    # a design effect of 1.02 (grouped rejection at small K): all of it
+    assert tables.usable(10_000 / 1.02, 10_000) == 10_000 and tables.usable(10_000 / 1.5, 10_000) == 1000
     rng = np.random.default_rng(0)
     counts = np.array([400, 300, 200, 100])
     n = tables.usable(600.0, int(counts.sum()))
     thinned = stats.subsample(counts, n, rng)
-    assert thinned.sum() == n == 30 and (thinned <= counts).all()
+    assert thinned.sum() == n == 75 and (thinned <= counts).all()
     # without replacement: 99 of 100 distinct items leave exactly one out (with replacement, a repeat)
     assert sorted(stats.subsample(np.ones(100, np.int64), 99, rng)) == [0] + [1] * 99
 
@@ -115,7 +120,8 @@ def test_agreement_with_an_autocorrelated_reference_thins_it_to_ess_over_thin():
     ref, runs = populations(1)
     n_eff = {"bayes_rejection": {None: 4000.0, 0: 2000.0, 1: 1000.0}}  # as if chains: ESS far below 6000
     table = tables.agreement_table(runs[runs["setting"] == "same"], {"bayes_rejection": ref}, None, None, CFG, n_eff)
-    assert (table["n_a"] == 2000 // tables.THIN).all() and (table["n_b"] == 1000 // tables.THIN).all()
+    n_a, n_b = (tables.usable(ess, 6000) for ess in (2000.0, 1000.0))  # the halves hold 6000 items each
+    assert n_a == 150 and n_b == 60 and (table["n_a"] == n_a).all() and (table["n_b"] == n_b).all()
     assert (table["n_eff_reference_a"] == 2000).all() and (table["n_test"] == 3000).all()
 
 
@@ -148,3 +154,20 @@ def test_a_setting_with_no_fitted_run_is_reported_not_dropped_or_fatal(capsys):
     assert "diverged: no run fitted S" in capsys.readouterr().err
     joint = tables.joint_table({}, {"0": 3, "f": 1}, "diverged", make_task(3, "majority", 3, 4, seed=0))
     assert joint["p_sgd"].isna().all() and np.isclose(joint["p_bayes"].sum(), 1)
+
+
+def test_effective_size_of_grouped_rejection_is_its_size_over_the_largest_design_effect():
+    """readouts > 1: each half's effective size is its fits over the largest design effect of its
+    frequent functions, measured from that half's batches (hand-made moments: chunk 0 has two
+    batches of 10 fits, all a then all b, design effect 20; chunk 1 is exactly proportional, 0,
+    so it keeps its size); readouts = 1 (plain rejection) keeps the size whatever the moments."""
+    counts = pd.DataFrame({"chunk": [0, 0, 1, 1], "function": ["a", "b", "a", "b"], "count": [10, 10, 12, 18],
+                           "count_sq": [100, 100, 80, 180], "count_acc": [100, 100, 200, 300]})
+    chunks = pd.DataFrame({"chunk": [0, 1], "accepted": [20, 30], "accepted_sq": [200, 500], "batches": [2, 2],
+                           "readouts": [8, 8]})
+    raw = {"estimators": {"bayes_rejection": counts}, "rejection_chunks": chunks}
+    size = tables.effective_sizes(raw, CFG)["bayes_rejection"]
+    both = stats.design_effects([22, 28], [180, 280], [300, 400], 50, 700, 4, 10).max()
+    assert size[0] == pytest.approx(1.0) and size[1] == 30 and size[None] == pytest.approx(50 / both)
+    plain = tables.effective_sizes({**raw, "rejection_chunks": chunks.assign(readouts=1)}, CFG)["bayes_rejection"]
+    assert plain == {None: 50.0, 0: 20.0, 1: 30.0}
