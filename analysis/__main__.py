@@ -12,6 +12,7 @@ import pandas as pd
 from analysis import ep_view, geometry, latex, sweep, tables
 from analysis.macros import Macro, macro_name, provenance, render, source
 from study.config import load_or_report
+from study.network import build_network
 from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.tasks import make_task
@@ -172,6 +173,9 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "RejDesignEffect": src(float(s["design_effect_max"]), "design_effect_max"),
               "RejDesignEffectMedian": src(float(s["design_effect_median"]), "design_effect_median"),
               "RejNEff": src(int(s["n_eff"]), "n_eff")}
+        net = build_network(cfg.network, cfg.task.n)
+        m["RejReadoutShare"] = source("code")(round(100 * net.n_features / net.macs_per_input, 1),
+                                              "study.network: 100 * n_features / macs_per_input")
     if "mcmc_summary" in out:
         for r in out["mcmc_summary"].itertuples():  # bayes_mcmc -> Mcmc..., bayes_mcmc_from_sgd -> McmcFromSgd...
             k = lambda *p: macro_name("Mcmc", r.population.removeprefix("bayes_mcmc"), *p)

@@ -1,4 +1,4 @@
-"""make bench: throughput of the rejection sampler and the SGD population, each printed as a
+"""make bench: throughput of the rejection samplers and the SGD population, each printed as a
 ratio against baselines measured in this same run on this machine (no stored numbers):
   * dense matmul peak: jax sgemm (2048^3, float32), the denominator of every FLOP fraction;
   * the plain sampler: vmap of stax init_fn (one key per network) + apply on all inputs;
@@ -69,7 +69,48 @@ def bench_sampler(peak, net, task, label, batch, n_batches, prng):
           f"   (x{t_plain / t_ours:.2f} vs plain; target {TARGET['sampler_peak_fraction']} of peak)")
     print(f"  prior draws alone (RNG)   : {1 / t_rng:12,.0f} draws/s   -> bound {flops / t_rng / peak:6.3f} of peak "
           f"for any sampler that draws iid parameters")
+    K = GROUPED_READOUTS
+    grouped_fn = rejection.make_batch_fn(net, task, batch * K // 8, K)
+    rejection.sample_chunk(grouped_fn, key, 2, len(task.test_idx))
+    res = rejection.sample_chunk(grouped_fn, jax.random.fold_in(key, 2), n_batches * 8 // K + 2, len(task.test_idx))
+    t_grouped = res["seconds"] / res["draws"]
+    print(f"  grouped, {K} output layers per hidden draw: {1 / t_grouped:12,.0f} (hidden, output) pairs/s, "
+          f"x{t_ours / t_grouped:.1f} vs study.rejection (pairs correlated within a group: see [grouped rejection])")
     return flops / t_ours / peak
+
+
+GROUPED_READOUTS = 128  # output layers per hidden draw, as configs/e1_quick.toml
+
+
+def bench_grouped(net, ms, seconds):
+    """Effective exact-P_B samples per second: plain rejection (independent fits) against grouped
+    rejection (K output layers per hidden-layer draw, study/rejection.py), whose fits count over the
+    largest design effect of the ten most frequent functions, measured from the batches as in the
+    analysis (analysis.stats.design_effects). Each sampler runs about `seconds` per m."""
+    from analysis import stats as astats
+    print(f"\n[grouped rejection] 7-40-40-1, |E|=10, majority target: effective samples/s, plain vs "
+          f"{GROUPED_READOUTS} output layers per hidden draw")
+    print(f"  {'m':>3} {'acceptance':>11} {'plain ESS/s':>12} {'grouped pairs/s':>16} {'design effect':>14} "
+          f"{'grouped ESS/s':>14} {'ratio':>7}")
+    for m in ms:
+        task = make_task(7, "majority", m, 10, 0)
+        key = jax.random.key(0, impl="rbg")
+        rates = {}
+        for K, batch in ((1, 4096), (GROUPED_READOUTS, 256 * GROUPED_READOUTS)):
+            fn = rejection.make_batch_fn(net, task, batch, K)
+            first = rejection.sample_chunk(fn, key, 4, 10)
+            n_batches = max(16, int(seconds / max(first["seconds"] / 4, 1e-6)))
+            res = rejection.sample_chunk(fn, jax.random.fold_in(key, 1), n_batches, 10)
+            keys = sorted(res["counts"])
+            d = astats.design_effects([res["counts"][k] for k in keys], [res["count_sq"][k] for k in keys],
+                                      [res["count_acc"][k] for k in keys], res["accepted"], res["accepted_sq"],
+                                      res["batches"], 10)
+            design = max(1.0, float(d.max())) if K > 1 and len(d) else 1.0
+            rates[K] = (res["draws"] / res["seconds"], res["accepted"] / res["seconds"] / design, design,
+                        res["accepted"] / res["draws"])
+        (_, plain, _, acc), (pairs, grouped, design, _) = rates[1], rates[GROUPED_READOUTS]
+        print(f"  {m:>3} {acc:11.2e} {plain:12,.0f} {pairs:16,.0f} {design:14.2f} {grouped:14,.0f} "
+              f"{grouped / plain:7.1f}x")
 
 
 def one_at_a_time(net, task, setting, max_steps):
@@ -279,6 +320,7 @@ def main(argv=None) -> int:
     net_e1m = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=1.0), 7)
     bench_sgd(peak, net_e1m, make_task(7, "0x" + "3" * 32, 32, 96, 0), SGDSetting("e1m_b8", "sgd", 0.05, 8, "ce"),
               8192 // scale, 50 // scale)
+    bench_grouped(net, (10, 16), 20 / scale)
     bench_mcmc_vs_rejection(net, (10, 16, 24, 32), 256, 256 // scale, 10, 2**23 // scale)
     bench_ep(net, [(10, 10, 0.0, "majority"), (32, 10, 0.0, "majority"), (64, 10, 0.0, "majority"),
                    (32, 96, 1.0, "0x" + "3" * 32), (64, 64, 1.0, "0x" + "3" * 32)], 512 // scale)
