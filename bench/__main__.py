@@ -96,7 +96,7 @@ def bench_grouped(net, ms, seconds):
         task = make_task(7, "majority", m, 10, 0)
         key = jax.random.key(0, impl="rbg")
         rates = {}
-        for K, batch in ((1, 4096), (GROUPED_READOUTS, 256 * GROUPED_READOUTS)):
+        for K, batch in ((1, 1024), (GROUPED_READOUTS, 256 * GROUPED_READOUTS)):  # 1024: E1 plain rejection's batch
             fn = rejection.make_batch_fn(net, task, batch, K)
             first = rejection.sample_chunk(fn, key, 4, 10)
             n_batches = max(16, int(seconds / max(first["seconds"] / 4, 1e-6)))
@@ -235,7 +235,7 @@ def bench_mcmc_vs_rejection(net, ms, chains, n_keep, thin, rej_draws):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             diag = mcmc.diagnostics(run.traces)
-        ess = float(diag.loc[diag["summary"] != "proposals", "ess"].min())
+        ess = float(diag.loc[diag["summary"] != "proposals", "ess_bulk"].min())
         ess_rate = ess / run.seconds
         ratio = ess_rate / acc_rate if acc_rate > 0 else float("inf")
         if crossover is None and ratio > 1:
@@ -271,10 +271,20 @@ def bench_ep(net, cases, n_functions):
         t_seq = (time.perf_counter() - t) / few
         gap = np.nanmax(np.abs(batched.log_pb[:few] - seq.log_pb))
         failed = int((batched.status != "converged").sum())
+        sweeps = batched.sweeps[batched.sweeps > 0].mean()
         print(f"  m={m:>3} |E|={n_test:>3} (N={m + n_test}, sigma_b={sigma_b:g}): batched {1e3 * t_batched:8.2f} ms, "
               f"one at a time {1e3 * t_seq:8.2f} ms, x{t_seq / t_batched:.1f}; max |difference| {gap:.1e}; "
-              f"failed {failed}/{n_functions}; mean sweeps {batched.sweeps[batched.sweeps > 0].mean():.0f} vs "
-              f"{seq.sweeps.mean():.0f}")
+              f"failed {failed}/{n_functions}; mean sweeps {sweeps:.0f} vs {seq.sweeps.mean():.0f}")
+        # Ceiling: a parallel EP sweep factorises one N x N matrix per function; the batched float64
+        # Cholesky alone, times the mean sweeps, bounds the time per function from below.
+        from jax.experimental import enable_x64
+        with enable_x64():
+            N = m + n_test
+            spd = jnp.asarray(np.eye(N) + 0.5 * np.ones((N, N)), jnp.float64)
+            chol = jax.jit(jax.vmap(lambda d: jnp.linalg.cholesky(spd + jnp.diag(d))))
+            t_chol = timed(chol, jnp.ones((256, N), jnp.float64)) / 256
+        print(f"           ceiling: one batched float64 Cholesky {1e3 * t_chol:.3f} ms x {sweeps:.0f} sweeps = "
+              f"{1e3 * t_chol * sweeps:.2f} ms per function before any other work")
 
 
 def bench_geometry(net, ms, points):
