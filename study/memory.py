@@ -22,7 +22,12 @@ def memory_estimate(cfg: ExperimentConfig) -> dict[str, tuple[int, str]]:
     N = t.m + t.n_test
     out: dict[str, tuple[int, str]] = {}
     if cfg.rejection is not None:
-        out["rejection"] = (4 * cfg.rejection.batch * (D + acts * N), "rejection.batch, network.widths")
+        rj = cfg.rejection
+        # batch / readouts hidden-layer draws with their activations; every pair's output layer and outputs
+        last = net.widths[-1] if net.widths else t.n
+        hidden = rj.batch // max(1, rj.readouts)
+        out["rejection"] = (4 * (hidden * (D + acts * N) + (rj.batch * (last + 1 + N) if rj.readouts > 1 else 0)),
+                            "rejection.batch, rejection.readouts, network.widths")
     sg = cfg.sgd
     # the chunk's initial parameters (and kept parameters), and per slot parameters, optimiser state, gradients
     out["sgd"] = (4 * D * (2 * sg.chunk_runs + 6 * min(sg.pool, sg.chunk_runs)), "sgd.chunk_runs, sgd.pool, network.widths")

@@ -85,9 +85,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         _check_chunks(rej.draws, rej.chunk_draws, rej.batch, "rejection", "draws")
         _check_even_chunks(rej.draws, rej.chunk_draws, "rejection")
         check(rej.prng in PRNG_IMPLS, "rejection.prng", f"unknown PRNG {rej.prng!r}; known: {PRNG_IMPLS}")
-        check(rej.readouts >= 1 and rej.batch % rej.readouts == 0 and rej.batch // rej.readouts >= 2,
-               "rejection.readouts", f"must be >= 1 and divide rejection.batch={rej.batch} into at least 2 "
-               f"hidden-layer draws, got {rej.readouts}")
+        check(rej.readouts >= 1 and rej.batch % rej.readouts == 0, "rejection.readouts",
+               f"must be >= 1 and divide rejection.batch={rej.batch} (whole hidden-layer draws per batch), "
+               f"got {rej.readouts}")
     check(sgd.runs >= 1, "sgd.runs", "must be >= 1")
     check(sgd.chunk_runs >= 1 and sgd.runs % sgd.chunk_runs == 0, "sgd.chunk_runs",
            f"must divide sgd.runs={sgd.runs}, got {sgd.chunk_runs}")

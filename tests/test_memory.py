@@ -1,5 +1,6 @@
 """The memory check: sizes that cannot fit are refused before any work or file; the shipped
 configs fit on this machine."""
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ def test_the_estimate_grows_with_the_sizes_it_names():
     with pytest.raises(Exception, match="rejection: needs about"):
         memory.check_memory(cfg, base["rejection"][0] - 1, sections={"rejection"})
     memory.check_memory(cfg, max(need for need, _ in base.values()))
+    # e1_smoke draws 16 output layers per hidden draw: fewer hidden draws (and activations) per batch
+    plain = dataclasses.replace(cfg, rejection=dataclasses.replace(cfg.rejection, readouts=1))
+    assert cfg.rejection.readouts == 16 and base["rejection"][0] < memory.memory_estimate(plain)["rejection"][0]
 
 
 @pytest.mark.parametrize("section, values, field", [

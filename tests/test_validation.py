@@ -26,6 +26,9 @@ def with_(section, **values):
     (with_("network", depth=3), "network.depth"),
     (with_("rejection", draws=1000, chunk_draws=300, batch=100), "rejection.draws"),
     (with_("rejection", prng="mt19937"), "rejection.prng"),
+    (with_("rejection", readouts=3), "rejection.readouts"),  # does not divide the batch
+    (with_("rejection", readouts=0), "rejection.readouts"),
+    (with_("rejection", batch=4096, chunk_draws=8192, readouts=8192), "rejection.readouts"),  # more than a batch
     (with_("sgd", settings=[{"name": "a", "optimizer": "lbfgs"}]), r"sgd.settings\[0\].optimizer"),
     (with_("sgd", settings=[{"name": "a", "loss": "hinge"}]), r"sgd.settings\[0\].loss"),
     (with_("sgd", settings=[{"name": "a", "batch_size": 11}]), r"sgd.settings\[0\].batch_size"),
