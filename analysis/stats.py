@@ -205,6 +205,13 @@ def design_effects(count, count_sq, count_acc, accepted: int, accepted_sq: int, 
     return batches / (batches - 1) * ss / (accepted * p * (1 - p))
 
 
+def chunk_design_effects(res: dict, top: int) -> np.ndarray:
+    """design_effects of one study.rejection.sample_chunk result, its functions in sorted order."""
+    keys = sorted(res["counts"])
+    count, count_sq, count_acc = ([res[m][k] for k in keys] for m in ("counts", "count_sq", "count_acc"))
+    return design_effects(count, count_sq, count_acc, res["accepted"], res["accepted_sq"], res["batches"], top)
+
+
 def subsample(counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Counts of n items drawn without replacement from a sample with these counts."""
     counts = np.asarray(counts, np.int64)

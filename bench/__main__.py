@@ -20,6 +20,7 @@ import warnings
 
 from study import geometry, mcmc, nngp, rejection, sgd
 from study.devices import use_every_core
+from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.config import NetworkConfig, SGDConfig, SGDSetting
 from study.network import build_network
 from study.tasks import make_task
@@ -101,10 +102,7 @@ def bench_grouped(net, ms, seconds):
             first = rejection.sample_chunk(fn, key, 4, 10)
             n_batches = max(16, int(seconds / max(first["seconds"] / 4, 1e-6)))
             res = rejection.sample_chunk(fn, jax.random.fold_in(key, 1), n_batches, 10)
-            keys = sorted(res["counts"])
-            d = astats.design_effects([res["counts"][k] for k in keys], [res["count_sq"][k] for k in keys],
-                                      [res["count_acc"][k] for k in keys], res["accepted"], res["accepted_sq"],
-                                      res["batches"], 10)
+            d = astats.chunk_design_effects(res, TOP_FUNCTIONS_TRACED)
             design = max(1.0, float(d.max())) if K > 1 and len(d) else 1.0
             rates[K] = (res["draws"] / res["seconds"], res["accepted"] / res["seconds"] / design, design,
                         res["accepted"] / res["draws"])

@@ -92,10 +92,7 @@ def code_counts(res, n_test=3):
 
 
 def design(res, top=10):
-    keys = sorted(res["counts"])
-    return stats_mod.design_effects([res["counts"][k] for k in keys], [res["count_sq"][k] for k in keys],
-                                    [res["count_acc"][k] for k in keys], res["accepted"], res["accepted_sq"],
-                                    res["batches"], top)
+    return stats_mod.chunk_design_effects(res, top)
 
 
 def rao_scott_p(grouped, plain, design_effect):
