@@ -15,7 +15,8 @@ from study.config import load_or_report
 from study.network import build_network
 from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
-from study.tasks import make_task
+from study.memory import input_shape
+from study.tasks import task_from_config
 
 
 def build(cfg, results: Path) -> Path:
@@ -23,8 +24,7 @@ def build(cfg, results: Path) -> Path:
     raw_dir = results / cfg.name / "raw"
     out_dir = results / cfg.name / "tables"
     raw = tables.read_raw(raw_dir, cfg)
-    t = cfg.task
-    task = make_task(t.n, t.target, t.m, t.n_test, cfg.seed)
+    task = task_from_config(cfg.task, cfg.seed)
     runs, estimators = raw["runs"], raw["estimators"]
     ep = ep_complete = None
     if "nngp_ep" in raw:
@@ -150,9 +150,15 @@ def macro_prefix(cfg) -> str:
 def paper_macros(cfg, out: dict) -> dict[str, Macro]:
     runs_sum, agreement, coverage = out["runs_summary"], out["agreement"], out["coverage"]
     c, an = source("config"), cfg.analysis
-    m = {"ExperimentName": c(cfg.name, "name"), "TaskN": c(cfg.task.n, "task.n"), "TaskM": c(cfg.task.m, "task.m"),
-         "TaskNTest": c(cfg.task.n_test, "task.n_test"), "TaskTarget": c(cfg.task.target, "task.target"),
-         "NetWidths": c("-".join(str(w) for w in (cfg.task.n, *cfg.network.widths, 1)), "task.n, network.widths, 1"),
+    t, shape = cfg.task, input_shape(cfg.task)
+    # the layers as "7-40-40-1", with an image's rows x cols first and each convolution as c<channels>
+    layers = ["x".join(str(d) for d in shape[:-1]) if t.kind != "boolean" else str(t.n),
+              *(f"c{ch}" for ch in cfg.network.conv_channels), *(str(w) for w in cfg.network.widths), "1"]
+    m = {"ExperimentName": c(cfg.name, "name"), "TaskM": c(t.m, "task.m"), "TaskNTest": c(t.n_test, "task.n_test"),
+         "TaskKind": c(t.kind, "task.kind"),
+         **({"TaskN": c(t.n, "task.n"), "TaskTarget": c(t.target, "task.target")} if t.kind == "boolean" else
+            {"TaskLabels": c(t.labels, "task.labels")}),
+         "NetWidths": c("-".join(layers), "task input shape, network.conv_channels, network.widths, 1"),
          "SigmaW": c(cfg.network.sigma_w, "network.sigma_w"), "SigmaB": c(cfg.network.sigma_b, "network.sigma_b"),
          "Seed": c(cfg.seed, "seed"), "CountThreshold": c(an.count_threshold, "analysis.count_threshold"),
          "Bootstrap": c(an.bootstrap, "analysis.bootstrap"),
@@ -173,7 +179,7 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "RejDesignEffect": src(float(s["design_effect_max"]), "design_effect_max"),
               "RejDesignEffectMedian": src(float(s["design_effect_median"]), "design_effect_median"),
               "RejNEff": src(int(s["n_eff"]), "n_eff")}
-        net = build_network(cfg.network, cfg.task.n)
+        net = build_network(cfg.network, shape)
         m["RejReadoutShare"] = source("code")(round(100 * net.n_features / net.macs_per_input, 1),
                                               "study.network: 100 * n_features / macs_per_input")
     if "mcmc_summary" in out:

@@ -93,7 +93,7 @@ def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
     return pd.DataFrame(rows)
 
 
-TREND_QUANTITIES = ("test_error", "lz")
+TREND_QUANTITIES = ("test_error", "lz")  # the columns of functions.csv EP's log P_B is set against
 
 
 def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], confidence: float = 0.95) -> pd.DataFrame:
@@ -107,7 +107,7 @@ def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], confidence: fl
     for population, g in functions.groupby("population", sort=False):
         score = log10_scores(ep, g["function"])
         ok = np.isfinite(score)
-        for quantity in TREND_QUANTITIES:
+        for quantity in (q for q in TREND_QUANTITIES if q in g):  # lz: Boolean tasks only
             y, n = g[quantity].to_numpy(float)[ok], int(ok.sum())
             rho = p = low = high = float("nan")
             if n > 3 and np.ptp(y) > 0 and np.ptp(score[ok]) > 0:

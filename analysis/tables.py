@@ -27,16 +27,25 @@ EP = "nngp_ep"
 
 
 def function_table(counts: dict[str, int], population: str, task: Task) -> pd.DataFrame:
-    """One row per function: count, probability, test error on E and LZ complexity of the seen table."""
+    """One row per function: count, probability, test error on E and (Boolean tasks) LZ complexity
+    of the seen table."""
     total = sum(counts.values())
-    rows = []
-    for function, count in counts.items():
-        bits = hex_to_bits(function, len(task.test_idx))
-        rows.append({"population": population, "function": function, "count": int(count),
-                     "probability": count / total, "test_error": float(np.mean(bits != task.y_test)),
-                     "lz": seen_table_lz(task, bits)})
-    columns = ["population", "function", "count", "probability", "test_error", "lz"]
-    return pd.DataFrame(rows, columns=columns).sort_values("count", ascending=False, ignore_index=True)
+    frame = pd.DataFrame({"population": population, "function": list(counts),
+                          "count": np.array(list(counts.values()), dtype=np.int64)},
+                         columns=["population", "function", "count"])
+    frame["probability"] = frame["count"] / total
+    frame = frame.join(function_columns(frame["function"], task))
+    return frame.sort_values("count", ascending=False, ignore_index=True)
+
+
+def function_columns(functions, task: Task) -> pd.DataFrame:
+    """Per function (hex of its bits on E): test error on E and, for Boolean tasks only, the LZ
+    complexity of the truth table seen on S and E (images have no input order to read one in)."""
+    bits = [hex_to_bits(k, len(task.test_idx)) for k in functions]
+    out = pd.DataFrame({"test_error": [float(np.mean(x != task.y_test)) for x in bits]}, index=pd.RangeIndex(len(bits)))
+    if task.boolean:
+        out["lz"] = [seen_table_lz(task, x) for x in bits]
+    return out
 
 
 def bayes_counts(raw: pd.DataFrame, half: int | None = None) -> dict[str, int]:
@@ -63,10 +72,7 @@ def joint_table(sgd: dict[str, int], bayes: dict[str, int], setting: str, task: 
                           "p_sgd": a / a.sum() if a.sum() else np.nan, "p_bayes": b / b.sum(), "reference": reference})
     if ep is not None:
         frame["log_p_ep"] = [ep.get(k, np.nan) for k in keys]
-    bits = [hex_to_bits(k, len(task.test_idx)) for k in keys]
-    frame["test_error"] = [float(np.mean(x != task.y_test)) for x in bits]
-    frame["lz"] = [seen_table_lz(task, x) for x in bits]
-    return frame
+    return frame.join(function_columns(keys, task))
 
 
 def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str, float], cfg: ExperimentConfig,

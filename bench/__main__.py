@@ -51,7 +51,7 @@ def bench_sampler(peak, net, task, label, batch, n_batches, prng):
     # Plain baseline: stax's own init_fn per network key, vmapped, then the forward pass.
     def plain(key):
         keys = jax.random.split(key, batch)
-        params = jax.vmap(lambda k: net.init_fn(k, (-1, net.n_in))[1])(keys)
+        params = jax.vmap(lambda k: net.init_fn(k, (-1, *net.input_shape))[1])(keys)
         out = jax.vmap(net.apply_fn, (0, None))(params, x)[..., 0]
         return out > 0
     t_plain = timed(jax.jit(plain), jax.random.key(0)) / batch

@@ -1,6 +1,6 @@
-"""Test error on E and Lempel-Ziv complexity of the seen truth table against EP's log10 P_B(f|S),
-for the functions SGD found (blue, every setting) and those the reference posterior sample found
-(grey); each point is one function. Reads tables/joint.csv."""
+"""Test error on E and (Boolean tasks) Lempel-Ziv complexity of the seen truth table against EP's
+log10 P_B(f|S), for the functions SGD found (blue, every setting) and those the reference posterior
+sample found (grey); each point is one function. Reads tables/joint.csv."""
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -14,9 +14,11 @@ joint = joint[np.isfinite(joint["log_p_ep"])].assign(log10_pb=lambda d: d["log_p
 sgd = joint[joint["count_sgd"] > 0]
 posterior = joint[joint["count_bayes"] > 0].drop_duplicates("function")
 reference = joint["reference"].iat[0]
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
-for ax, column, label in ((axes[0], "test_error", "test error on E"),
-                          (axes[1], "lz", "LZ complexity (S and E)")):
+panels = [(c, label) for c, label in (("test_error", "test error on E"), ("lz", "LZ complexity (S and E)"))
+          if c in joint]  # images have no LZ column
+fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), sharex=True, squeeze=False)
+axes = axes[0]
+for ax, (column, label) in zip(axes, panels):
     ax.scatter(posterior["log10_pb"], posterior[column], s=4, lw=0, color="0.6", alpha=0.5,
                label=f"{reference} ({len(posterior)} functions)")
     ax.scatter(sgd["log10_pb"], sgd[column], s=4, lw=0, color="C0", alpha=0.3,

@@ -20,19 +20,31 @@ from study.validation import ConfigError, check_name, validate
 # SGD fields that only schedule the work: no run's result depends on them (tests/test_sgd.py), so
 # they are left out of the config hashes and changing them keeps earlier results valid.
 SGD_SCHEDULING = ("pool", "check_every")
+# Task fields that only say where the data lies (the images' content decides the results)
+TASK_UNHASHED = ("data_dir",)
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    n: int = 7
-    target: str = "majority"  # a name from study.tasks.TARGETS or a hex truth table "0x..."
+    # "boolean": all 2^n inputs of n bits; image tasks (E3): "digits" (scikit-learn's bundled 8x8
+    # digits, no download), "mnist" or "fashion" (IDX files in data_dir or $STUDY_DATA_DIR)
+    kind: str = "boolean"
+    n: int = 7  # Boolean only: input bits
+    target: str = "majority"  # Boolean only: a name from study.tasks.TARGETS or a hex truth table "0x..."
     m: int = 16  # training-set size
     n_test: int = 16  # test-set size |E|
+    labels: str = "ge5"  # images only: the binary classes, label >= 5 ("ge5") or odd ("odd")
+    balanced: bool = False  # images only: S holds m/2 images of each class (else a plain random draw)
+    data_dir: str = ""  # mnist/fashion only: the IDX files' directory ("" = $STUDY_DATA_DIR); not hashed
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    widths: tuple[int, ...] = (40, 40)  # hidden layers; [] is a perceptron
+    widths: tuple[int, ...] = (40, 40)  # hidden Dense layers; [] is a perceptron
+    # convolutional layers before the Dense ones (image tasks): channels of each conv_kernel x
+    # conv_kernel convolution (stride 1, SAME padding) + ReLU, then the image is flattened
+    conv_channels: tuple[int, ...] = ()
+    conv_kernel: int = 3
     sigma_w: float = 1.0
     sigma_b: float = 0.0  # 0 means no bias parameters at all, in both arms
 
@@ -171,6 +183,7 @@ class ExperimentConfig:
         the experiment_hash of the analysis tables (a raw table's config_hash is its stage's,
         study.stages.stage_hash)."""
         data = dataclasses.asdict(self)
+        data["task"] = {k: v for k, v in data["task"].items() if k not in TASK_UNHASHED}
         keep = sections or tuple(data)
         payload = {k: data[k] for k in ("name", "seed", *keep)}
         text = json.dumps(payload, sort_keys=True, default=list)
@@ -199,6 +212,10 @@ def _build(cls, raw: dict, where: str):
 
 
 def _coerce(type_name: str, value, where: str):
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
     scalar = {"int": int, "float": float, "str": str}
     if type_name in scalar:
         want = scalar[type_name]

@@ -22,6 +22,9 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 SOURCES = {"mnist": "the MNIST distribution (yann.lecun.com/exdb/mnist or a mirror of it)",
            "fashion": "github.com/zalandoresearch/fashion-mnist (data/fashion)"}
 BINARY_RULES = ("ge5", "odd")
+# (training, test) images of each image set, and one image's shape (rows, cols, channels)
+POOL_SIZES = {"digits": (1797, 1797), "mnist": (60_000, 10_000), "fashion": (60_000, 10_000)}
+IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion": (28, 28, 1)}
 
 
 class DataError(ValueError):

@@ -26,7 +26,7 @@ from study.network import Network, build_network
 from study.stages import STAGES, Stage, stage_hash
 from study.store import (Allowed, atomic_write_json, atomic_write_npz, claim_directory, lock_directory, read_chunks,
                          run_chunks, write_raw_table, write_sidecar)
-from study.tasks import Task, make_task
+from study.tasks import Task, task_from_config
 
 
 class StageError(RuntimeError):
@@ -34,8 +34,8 @@ class StageError(RuntimeError):
 
 
 def setup(cfg: ExperimentConfig) -> tuple[Task, Network]:
-    t = cfg.task
-    return make_task(t.n, t.target, t.m, t.n_test, cfg.seed), build_network(cfg.network, t.n)
+    task = task_from_config(cfg.task, cfg.seed)
+    return task, build_network(cfg.network, task.input_shape)
 
 
 def raw_dir(cfg: ExperimentConfig, results: Path) -> Path:

@@ -1,7 +1,11 @@
-"""Boolean tasks on all 2^n inputs: inputs, named targets, seeded train/test split, LZ complexity.
+"""Tasks: the inputs, their binary target and the seeded split into S (train) and E (test).
 
-Conventions: input i has bits x_0..x_{n-1} = the binary digits of i, most significant first,
-encoded as +-1. A function is a truth table: bit i is f(input i), 1 meaning a positive output.
+Boolean tasks (E1, E2) live on all 2^n inputs: input i has bits x_0..x_{n-1} = the binary digits
+of i, most significant first, encoded as +-1, and a target is a truth table (bit i = f(input i),
+1 meaning a positive output) with a Lempel-Ziv complexity. Image tasks (E3) hold only the images
+of S and E, as (N, rows, cols, 1) pixels in [0, 1] with labels binarised by study/images.py.
+Every sampler, the SGD arm and the analysis see one `Task` either way; a function is its outputs'
+signs on E.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from study import images
 from study.encoding import bits_to_hex, hex_to_bits
 
 
@@ -67,10 +72,15 @@ def target_table(name_or_hex: str, n: int) -> np.ndarray:
 class Task:
     """Inputs, target, and the index sets of S (train) and E (test), both sorted."""
 
-    x: np.ndarray  # (2^n, n) +-1
-    target: np.ndarray  # (2^n,) bool
+    x: np.ndarray  # (N, *input_shape): Boolean (2^n, n) +-1; images (m + |E|, rows, cols, 1)
+    target: np.ndarray  # (N,) bool
     train_idx: np.ndarray  # (m,)
     test_idx: np.ndarray  # (|E|,)
+    boolean: bool = True  # a truth table on all 2^n inputs (LZ complexity is defined)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
 
     @property
     def x_train(self) -> np.ndarray:
@@ -105,6 +115,49 @@ def make_task(n: int, target: str, m: int, n_test: int, seed: int) -> Task:
         train_idx=np.sort(perm[:m]),
         test_idx=np.sort(perm[m : m + n_test]),
     )
+
+
+def image_task(kind: str, m: int, n_test: int, seed: int, labels: str = "ge5", balanced: bool = False,
+               data_dir: str = "") -> Task:
+    """A seeded image task. digits: S and E are disjoint draws from scikit-learn's 1,797 digits;
+    mnist / fashion: S is drawn from the training split and E from the test split. With
+    `balanced`, S holds m/2 images of each binary class (the first of each in the seeded order),
+    else the first m. x holds the images of S, then those of E."""
+    rng = np.random.default_rng([seed, 0x1A6E5])
+    if kind == "digits":
+        x_pool, y_pool = images.load_digits()
+        x_test_pool, y_test_pool = x_pool, y_pool
+    else:
+        x_pool, y_pool = images.load_idx_images(kind, "train", data_dir or None)
+        x_test_pool, y_test_pool = images.load_idx_images(kind, "test", data_dir or None)
+    c_pool, c_test_pool = images.binary_labels(y_pool, labels), images.binary_labels(y_test_pool, labels)
+    order = rng.permutation(len(x_pool))
+    if balanced:
+        per_class = [order[c_pool[order] == c][: m // 2] for c in (False, True)]
+        if min(len(p) for p in per_class) < m // 2:
+            raise images.DataError(f"{kind}: fewer than m/2 = {m // 2} images of a class for a balanced S")
+        train = np.sort(np.concatenate(per_class))
+    else:
+        train = np.sort(order[:m])
+    if kind == "digits":  # E: the next images of the same seeded order that are not in S
+        rest = order[~np.isin(order, train)]
+        test = np.sort(rest[:n_test])
+    else:
+        test = np.sort(rng.permutation(len(x_test_pool))[:n_test])
+    if len(train) < m or len(test) < n_test:
+        raise images.DataError(f"{kind}: {len(x_pool)} training and {len(x_test_pool)} test images cannot give "
+                               f"m = {m} and |E| = {n_test} disjoint images")
+    side = int(round(x_pool.shape[1] ** 0.5))
+    x = np.concatenate([x_pool[train], x_test_pool[test]]).reshape(m + n_test, side, side, 1)
+    return Task(x=x, target=np.concatenate([c_pool[train], c_test_pool[test]]),
+                train_idx=np.arange(m), test_idx=np.arange(m, m + n_test), boolean=False)
+
+
+def task_from_config(t, seed: int) -> Task:
+    """The task of a TaskConfig (study/config.py) and the experiment's seed."""
+    if t.kind == "boolean":
+        return make_task(t.n, t.target, t.m, t.n_test, seed)
+    return image_task(t.kind, t.m, t.n_test, seed, t.labels, t.balanced, t.data_dir)
 
 
 def lz76_words(s: str) -> int:
@@ -148,11 +201,14 @@ def lz_complexity(bits) -> float:
 
 def seen_table_lz(task: Task, f_test_bits: np.ndarray) -> float:
     """LZ complexity of the truth table restricted to S and E (S carries the target, E carries f),
-    read in input order; equals the full-table complexity when S and E cover all inputs."""
+    read in input order; equals the full-table complexity when S and E cover all inputs. Boolean
+    tasks only: images have no input order to read a table in."""
+    if not task.boolean:
+        raise ValueError("LZ complexity is defined for Boolean tasks only")
     table = task.target.copy()
     table[task.test_idx] = f_test_bits
     return lz_complexity(table[task.union_idx])
 
 
-__all__ = ["Task", "TARGETS", "boolean_inputs", "make_task", "target_table", "lz_complexity",
+__all__ = ["Task", "TARGETS", "boolean_inputs", "make_task", "image_task", "task_from_config", "target_table", "lz_complexity",
            "lz76_words", "seen_table_lz", "bits_to_hex", "hex_to_bits"]

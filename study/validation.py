@@ -14,6 +14,7 @@ MCMC_INITS = ("rejection", "sgd")
 NNGP_EXACT = ("rejection", "ess")
 LOSSES = ("ce", "mse")
 PRNG_IMPLS = ("threefry2x32", "rbg")
+TASK_KINDS = ("boolean", "digits", "mnist", "fashion")
 SEED_LIMIT = 2**32  # jax.random.key keeps the low 32 bits of a seed: larger ones would alias smaller ones
 NAME_LIMIT = 64  # experiment, setting and variant names become directory, file and macro names
 
@@ -58,29 +59,24 @@ def _check_even_chunks(draws: int, chunk_draws: int, section: str) -> None:
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    from study.tasks import TARGETS
-
     t, net, rej, sgd, an = cfg.task, cfg.network, cfg.rejection, cfg.sgd, cfg.analysis
     check(0 <= cfg.seed < SEED_LIMIT, "seed", f"must be in 0..2^32 - 1 (jax keys keep 32 bits), got {cfg.seed}")
-    check(1 <= t.n <= 12, "task.n", f"must be in 1..12, got {t.n}")
+    check(t.kind in TASK_KINDS, "task.kind", f"unknown task kind {t.kind!r}; known: {TASK_KINDS}")
     check(t.m >= 1, "task.m", f"must be >= 1, got {t.m}")
     check(t.n_test >= 1, "task.n_test", f"must be >= 1, got {t.n_test}")
-    check(t.m <= 2**t.n, "task.m", f"m={t.m} exceeds the 2^n={2**t.n} inputs")
-    check(t.m + t.n_test <= 2**t.n, "task.n_test", f"m + n_test = {t.m + t.n_test} exceeds 2^n = {2**t.n}")
-    if t.target.startswith("0x"):
-        digits = t.target[2:]
-        check(len(digits) == max(1, 2**t.n // 4), "task.target",
-               f"hex truth table needs {max(1, 2**t.n // 4)} digits for n={t.n}, got {len(digits)}")
-        # int(x, 16) would also take "_" separators and a sign
-        check(all(c in string.hexdigits for c in digits), "task.target", f"{t.target!r} is not a hex number")
-        check(int(digits, 16) < 2 ** (2**t.n), "task.target",
-               f"{t.target!r} has more than the 2^n = {2**t.n} bits of a truth table for n={t.n}")
+    if t.kind == "boolean":
+        validate_boolean_task(t)
     else:
-        check(t.target in TARGETS, "task.target", f"unknown target {t.target!r}; known: {sorted(TARGETS)} or 0x<hex>")
+        validate_image_task(t)
     for i, w in enumerate(net.widths):
         check(w >= 1, f"network.widths[{i}]", f"must be a positive width, got {w}")
     check(net.sigma_w > 0, "network.sigma_w", f"must be > 0, got {net.sigma_w}")
     check(net.sigma_b >= 0, "network.sigma_b", f"must be >= 0, got {net.sigma_b}")
+    check(net.conv_kernel >= 1, "network.conv_kernel", f"must be >= 1, got {net.conv_kernel}")
+    for i, c in enumerate(net.conv_channels):
+        check(c >= 1, f"network.conv_channels[{i}]", f"must be a positive number of channels, got {c}")
+    check(not net.conv_channels or t.kind != "boolean", "network.conv_channels",
+           "convolutions need image inputs (task.kind digits, mnist or fashion)")
     if rej is not None:
         _check_chunks(rej.draws, rej.chunk_draws, rej.batch, "rejection", "draws")
         _check_even_chunks(rej.draws, rej.chunk_draws, "rejection")
@@ -151,6 +147,42 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(rej is not None or cfg.mcmc is not None, "rejection",
            "the config needs a [rejection] or an [mcmc] section: SGD is compared with one of them")
     return cfg
+
+
+def validate_boolean_task(t) -> None:
+    from study.tasks import TARGETS
+
+    check(1 <= t.n <= 12, "task.n", f"must be in 1..12, got {t.n}")
+    check(t.m <= 2**t.n, "task.m", f"m={t.m} exceeds the 2^n={2**t.n} inputs")
+    check(t.m + t.n_test <= 2**t.n, "task.n_test", f"m + n_test = {t.m + t.n_test} exceeds 2^n = {2**t.n}")
+    for name, default in (("labels", "ge5"), ("balanced", False), ("data_dir", "")):
+        check(getattr(t, name) == default, f"task.{name}", "applies to image tasks only (task.kind digits, mnist, fashion)")
+    if t.target.startswith("0x"):
+        digits = t.target[2:]
+        check(len(digits) == max(1, 2**t.n // 4), "task.target",
+               f"hex truth table needs {max(1, 2**t.n // 4)} digits for n={t.n}, got {len(digits)}")
+        # int(x, 16) would also take "_" separators and a sign
+        check(all(c in string.hexdigits for c in digits), "task.target", f"{t.target!r} is not a hex number")
+        check(int(digits, 16) < 2 ** (2**t.n), "task.target",
+               f"{t.target!r} has more than the 2^n = {2**t.n} bits of a truth table for n={t.n}")
+    else:
+        check(t.target in TARGETS, "task.target", f"unknown target {t.target!r}; known: {sorted(TARGETS)} or 0x<hex>")
+
+
+def validate_image_task(t) -> None:
+    from study.images import BINARY_RULES, POOL_SIZES
+
+    train_pool, test_pool = POOL_SIZES[t.kind]
+    check(t.labels in BINARY_RULES, "task.labels", f"unknown binarisation {t.labels!r}; known: {BINARY_RULES}")
+    check(not t.balanced or t.m % 2 == 0, "task.balanced", f"a balanced S needs an even m, got m = {t.m}")
+    check(t.data_dir == "" or t.kind != "digits", "task.data_dir",
+           "the digits are bundled with scikit-learn; data_dir is for mnist and fashion")
+    if t.kind == "digits":  # S and E are disjoint draws from one pool
+        check(t.m + t.n_test <= train_pool, "task.n_test",
+               f"m + n_test = {t.m + t.n_test} exceeds the {train_pool} digits")
+    else:
+        check(t.m <= train_pool, "task.m", f"must be at most the {train_pool} training images, got {t.m}")
+        check(t.n_test <= test_pool, "task.n_test", f"must be at most the {test_pool} test images, got {t.n_test}")
 
 
 def validate_geometry(cfg: ExperimentConfig, sgd_names: list[str]) -> None:

@@ -112,3 +112,47 @@ def test_batched_ep_records_numerical_errors():
     assert np.all(np.isnan(scores.log_pb[~ok_F]))
     reference = nngp.ep_log_pb_many(X @ X.T, y_S, f_FxE[ok_F], jitter=0.0)
     np.testing.assert_allclose(scores.log_pb[ok_F], reference.log_pb, rtol=0, atol=1e-6)
+
+
+def test_ep_with_a_prior_mean_is_exact_for_independent_coordinates_and_close_to_genz_otherwise():
+    """The shifted step sites (z ~ N(b, C)): with C = I, EP is exact, log P = sum log Phi(s b); with
+    correlations it matches scipy's Genz integrator of the shifted orthant to EP's usual accuracy,
+    and ignoring the shift (the wrong variant) does not."""
+    from scipy.stats import multivariate_normal, norm
+
+    site0 = (np.full(3, 1e-300), np.zeros(3))
+    b = np.array([0.3, -1.2, 2.0])
+    s = np.array([[1.0, 1, -1], [-1, 1, 1], [1, -1, 1]])
+    exact = ep_batch._fit_with_retry(np.eye(3), b, s, site0, 0.8, 1e-10, 500, 4, True, False)
+    np.testing.assert_allclose(exact.log_pb, np.log(norm.cdf(s * b)).sum(1), rtol=0, atol=1e-10)
+    C = np.array([[1.0, 0.5, 0.2], [0.5, 1.0, -0.3], [0.2, -0.3, 1.0]])
+    ep = ep_batch._fit_with_retry(C, b, s, site0, 0.8, 1e-10, 500, 4, True, False).log_pb
+    unshifted = ep_batch._fit_with_retry(C, np.zeros(3), s, site0, 0.8, 1e-10, 500, 4, True, False).log_pb
+    # P(s z > 0) for z ~ N(b, C) is the CDF at 0 of -s z ~ N(-s b, D C D), D = diag(s)
+    genz = np.array([np.log(multivariate_normal(-r * b, C * np.outer(r, r)).cdf(np.zeros(3))) for r in s])
+    assert np.max(np.abs(ep - genz)) < 0.02 and np.max(np.abs(unshifted - genz)) > 0.5
+
+
+def test_predictive_ep_against_exact_orthants_and_the_ratio_of_normalisers(net7):
+    """EP on S then the Gaussian predictive on E, on every function of |E| = 4 at m = 6 where the
+    exact P_B(f|S) is a ratio of two Genz orthant integrals: within 0.05 nats of it for the
+    functions holding 90% of the posterior mass (the ratio of EP normalisers within 0.05 too), and
+    near 1 in total; the predictive of the prior (S ignored: the wrong variant) is far off."""
+    task = make_task(7, "majority", 6, 4, 0)
+    net = build_network(NetworkConfig(widths=(40, 40), sigma_b=0.5), 7)
+    K = kernel(net, task)
+    f_FxE = np.array(list(itertools.product([False, True], repeat=4)))
+    y = nngp.as_signs(task.y_train)
+    log_s = nngp.orthant_log_prob_scipy(K[:6, :6], y, rel_err=1e-6)
+    exact = np.array([nngp.orthant_log_prob_scipy(K, np.concatenate([y, np.where(f, 1.0, -1.0)]), rel_err=1e-6)
+                      for f in f_FxE]) - log_s
+    predictive = ep_batch.ep_log_pb_predictive(K, task.y_train, f_FxE)
+    ratio = ep_batch.ep_log_pb_batched(K, task.y_train, f_FxE)
+    assert np.all(predictive.status == "converged")
+    order = np.argsort(-exact)
+    top = order[: np.searchsorted(np.cumsum(np.exp(exact[order])), 0.9) + 1]
+    assert np.max(np.abs(predictive.log_pb[top] - exact[top])) < 0.05
+    assert np.max(np.abs(ratio.log_pb[top] - exact[top])) < 0.05
+    assert abs(np.exp(predictive.log_pb).sum() - 1) < 0.05
+    prior_only = ep_batch.ep_log_pb_predictive(K[6:, 6:], np.zeros(0, bool), f_FxE)
+    assert np.max(np.abs(prior_only.log_pb[top] - exact[top])) > 0.5

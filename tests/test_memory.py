@@ -22,7 +22,10 @@ def test_the_estimate_grows_with_the_sizes_it_names():
     for widths in ((40, 40), (40, 2, 40), ()):  # the count the networks themselves have
         for sigma_b in (0.0, 1.0):
             net = build_network(NetworkConfig(widths=widths, sigma_b=sigma_b), 7)
-            assert memory.param_count(7, widths, sigma_b) == net.n_params
+            assert memory.param_count(7, NetworkConfig(widths=widths, sigma_b=sigma_b)) == net.n_params
+    for conv, widths, sigma_b in (((4, 3), (16,), 0.1), ((2,), (), 0.0), ((), (8, 8), 1.0)):  # on 8x8 images
+        net_cfg = NetworkConfig(widths=widths, sigma_b=sigma_b, conv_channels=conv, conv_kernel=3)
+        assert memory.param_count((8, 8, 1), net_cfg) == build_network(net_cfg, (8, 8, 1)).n_params
     with pytest.raises(Exception, match="rejection: needs about"):
         memory.check_memory(cfg, base["rejection"][0] - 1, sections={"rejection"})
     memory.check_memory(cfg, max(need for need, _ in base.values()))

@@ -64,3 +64,44 @@ def test_features_times_the_output_layer_is_the_forward_pass(widths, sigma_b):
     for theta in net.sample_prior(jax.random.key(0), 3):
         out = net.features(theta[:-R], x) @ theta[-R:][:H] + theta[-R:][H:].sum()
         np.testing.assert_allclose(out, net.apply_flat(theta, x), rtol=1e-6, atol=1e-6)
+
+
+def cnn(conv_channels, widths=(), conv_kernel=3, sigma_b=0.3):
+    from study.tasks import image_task
+
+    x = image_task("digits", 3, 2, seed=0).x  # five 8x8 digits
+    return build_network(NetworkConfig(widths=widths, sigma_w=1.4, sigma_b=sigma_b, conv_channels=conv_channels,
+                                       conv_kernel=conv_kernel), x.shape[1:]), jnp.asarray(x)
+
+
+def test_cnn_prior_matches_stax_init_and_its_features_split():
+    net, x = cnn((3, 2), widths=(6,))
+    assert net.n_params == (9 * 1 * 3 + 3) + (9 * 3 * 2 + 2) + (128 * 6 + 6) + (6 + 1)
+    assert net.macs_per_input == 64 * (9 * 3 + 9 * 3 * 2) + 128 * 6 + 6
+    theta = net.sample_prior(jax.random.key(0), 3000)
+    ours = jax.tree.leaves(jax.vmap(net.unravel)(theta))
+    stax = jax.tree.leaves(jax.vmap(lambda k: net.init_fn(k, (-1, 8, 8, 1))[1])(jax.random.split(jax.random.key(1), 3000)))
+    for a, b in zip(ours, stax, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(np.std(np.asarray(a)), np.std(np.asarray(b)), rtol=0.04)
+    R, H = net.n_readout, net.n_features
+    for th in theta[:2]:
+        out = net.features(th[:-R], x) @ th[-R:][:H] + th[-R:][H:].sum()
+        np.testing.assert_allclose(out, net.apply_flat(th, x), rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_nngp_kernel_matches_monte_carlo_over_finite_networks():
+    """One convolution + ReLU, flattened into the output layer: the prior covariance of the outputs
+    of finite networks equals the NNGP kernel exactly (the convolution's pre-activations are
+    Gaussian at any width), so the Monte Carlo covariance of 40,000 networks must match stax's
+    kernel within its sampling error, and a kernel with another filter size must not."""
+    net, x = cnn((4,))
+    P = 40_000
+    f = np.asarray(net.apply_population(net.sample_prior(jax.random.key(3), P), x), np.float64)
+    mc = f.T @ f / P
+    se = np.sqrt((np.einsum("pi,pj->ij", f**2, f**2) / P - mc**2) / P)  # standard error of each entry
+    kernel = np.asarray(net.kernel_fn(x, None, "nngp"), np.float64)
+    assert np.max(np.abs(mc - kernel) / se) < 4.5
+    wrong, _ = cnn((4,), conv_kernel=5)
+    wrong_kernel = np.asarray(wrong.kernel_fn(x, None, "nngp"), np.float64)
+    assert np.max(np.abs(mc - wrong_kernel) / se) > 7

@@ -64,3 +64,60 @@ def test_split_is_seeded_disjoint_and_sized():
 def test_split_rejects_too_many_points():
     with pytest.raises(ValueError):
         make_task(3, "parity", 5, 4, 0)
+
+
+def test_digit_tasks_are_seeded_disjoint_and_labelled_by_the_binarisation():
+    """S and E are disjoint draws from scikit-learn's digits, each image carrying its class >= 5;
+    a balanced S has m/2 of each class; the same seed gives the same task, another seed another."""
+    from study import images
+    from study.tasks import image_task
+
+    pool, labels = images.load_digits()
+    rows = {row.tobytes(): i for i, row in enumerate(pool)}
+    for balanced in (False, True):
+        task = image_task("digits", 60, 25, seed=3, balanced=balanced)
+        assert task.x.shape == (85, 8, 8, 1) and not task.boolean and task.input_shape == (8, 8, 1)
+        idx = np.array([rows[img.reshape(-1).tobytes()] for img in task.x])
+        assert len(set(idx[task.train_idx]) & set(idx[task.test_idx])) == 0
+        np.testing.assert_array_equal(task.target, labels[idx] >= 5)
+        if balanced:
+            assert task.y_train.sum() == 30
+        np.testing.assert_array_equal(image_task("digits", 60, 25, seed=3, balanced=balanced).x, task.x)
+    assert not np.array_equal(image_task("digits", 60, 25, seed=4).x, task.x)
+    odd = image_task("digits", 60, 25, seed=3, labels="odd", balanced=True)
+    np.testing.assert_array_equal(odd.target, labels[[rows[i.reshape(-1).tobytes()] for i in odd.x]] % 2 == 1)
+    with pytest.raises(ValueError, match="Boolean tasks only"):
+        from study.tasks import seen_table_lz
+        seen_table_lz(task, task.y_test)
+
+
+def test_idx_image_tasks_draw_s_from_the_training_split_and_e_from_the_test_split(tmp_path, monkeypatch):
+    import gzip
+    import struct
+
+    from study import images
+    from study.tasks import image_task
+
+    rng = np.random.default_rng(0)
+    split_pixels = {}
+    for split, n in (("train", 40), ("test", 30)):
+        # every image unique (its first pixels spell its index and split)
+        pixels = rng.integers(0, 256, (n, 4, 4)).astype(np.uint8)
+        pixels[:, 0, 0], pixels[:, 0, 1] = np.arange(n), 0 if split == "train" else 1
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        for stem, array in zip(images.IDX_FILES[split], (pixels, y)):
+            header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+        split_pixels[split] = (pixels, y)
+    monkeypatch.setenv(images.ENV_DIR, str(tmp_path))
+    task = image_task("mnist", 10, 6, seed=1, balanced=True)
+    assert task.x.shape == (16, 4, 4, 1) and task.y_train.sum() == 5
+    for idx, split in ((task.train_idx, "train"), (task.test_idx, "test")):
+        pixels, y = split_pixels[split]
+        first = np.rint(task.x[idx, 0, :2, 0] * 255).astype(int)
+        assert (first[:, 1] == (split == "test")).all() and len(set(first[:, 0])) == len(idx)
+        np.testing.assert_array_equal(task.target[idx], y[first[:, 0]] >= 5)
+        np.testing.assert_allclose(task.x[idx, ..., 0], pixels[first[:, 0]] / 255, atol=1e-6)
+    monkeypatch.delenv(images.ENV_DIR)
+    with pytest.raises(images.DataError, match="STUDY_DATA_DIR"):
+        image_task("mnist", 10, 6, seed=1)

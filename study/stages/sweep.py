@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from study import geometry, mcmc, sgd
-from study.config import ExperimentConfig, NetworkConfig
+from study.config import ExperimentConfig
 from study.network import Network, build_network
 from study.runner import Context, Part, StageError
 from study.store import ANY_COLUMN
@@ -62,8 +62,7 @@ def plan(ctx: Context) -> list[Part]:
     items = [("sgd", v) for v in sw.variants] + ([("bayes", w) for w in widths] if sw.bayes_points else [])
 
     def network(w) -> Network:
-        return build_network(NetworkConfig(widths=w, sigma_w=cfg.network.sigma_w, sigma_b=cfg.network.sigma_b),
-                             cfg.task.n)
+        return build_network(dataclasses.replace(cfg.network, widths=w), task.input_shape)
 
     def compute(c: int):
         kind, item = items[c]
