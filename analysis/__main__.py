@@ -63,6 +63,10 @@ def build(cfg, results: Path) -> Path:
         out["pb_estimates"] = tables.pb_estimates(estimators, ep)
     if cfg.nngp is not None:
         out["nngp_summary"] = raw["nngp_summary"]
+        if "log_p_predictive" in raw["nngp_ep"]:  # nngp.ep = "both": the predictive's accuracy
+            out["ep_methods"] = ep_view.ep_methods_table(raw["nngp_ep"], estimators.get("nngp_exact"),
+                                                         n_eff.get("nngp_exact", {}).get(None),
+                                                         cfg.analysis.count_threshold)
     if ep is not None:  # every run and posterior sample seen through EP's log P_B of its function
         out["ep_view"] = ep_view.ep_view_table(runs, estimators, ep, cfg, n_eff)
         out["ep_mass"] = ep_view.ep_mass_table(runs, estimators, ep)
@@ -205,7 +209,16 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "NngpEpFailed": src(int(s["ep_failed"]), "ep_failed"),
               "NngpEpSum": src(float(s["ep_probability_sum"]), "ep_probability_sum"),
               "NngpExactAccepted": src(int(s["exact_samples"]), "exact_samples"),
-              "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max")}
+              "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max"),
+              "NngpEpMethod": src(s["ep_method"], "ep_method")}
+    if "ep_methods" in out:
+        for r in out["ep_methods"].itertuples():
+            k, src = lambda *p: macro_name("EpMethods", r.comparison, *p), source("ep_methods.csv", comparison=r.comparison)
+            m |= {k("Functions"): src(int(r.functions), "functions"), k("MeanDiff"): src(float(r.mean_diff), "mean_diff"),
+                  k("SdDiff"): src(float(r.sd_diff), "sd_diff"), k("MaxAbsDiff"): src(float(r.max_abs_diff), "max_abs_diff"),
+                  k("MeanAbsDiff"): src(float(r.mean_abs_diff), "mean_abs_diff"), k("Floor"): src(float(r.floor), "floor")}
+            if r.comparison == "predictive_vs_ratio":
+                m |= {k("Spearman"): src(float(r.spearman), "spearman"), k("Decades"): src(float(r.decades), "decades")}
     for r in runs_sum.itertuples():
         k, src = lambda *p: macro_name(r.setting, *p), source("runs_summary.csv", setting=r.setting)
         m |= {k("Runs"): src(int(r.runs), "runs"), k("Fitted"): src(int(r.fitted), "fitted"),

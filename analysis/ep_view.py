@@ -212,3 +212,38 @@ def ep_latex_table(runs_sum: pd.DataFrame, ep_view: pd.DataFrame, summary: pd.Da
                      + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def ep_methods_table(nngp_ep: pd.DataFrame, exact: pd.DataFrame | None, n_eff_exact: float | None,
+                     threshold: int) -> pd.DataFrame:
+    """How far EP on S + the Gaussian predictive on E (log_p_predictive) is from the ratio of EP
+    normalisers (log_p), over the functions both scored (nngp.ep = "both"): the mean and SD of the
+    difference in nats, its largest size, Spearman's rank correlation and the decades the ratio
+    spans; then each method against the exact NNGP sample (its log frequency) on the functions
+    sampled at least `threshold` times: the mean difference and mean absolute difference beside
+    the floor of that sample, the mean delta-method standard error of a log frequency,
+    sqrt((1 - p) / (p n_eff)), with n_eff the exact sample's effective size."""
+    ok = (nngp_ep["ep_status"] == "converged") & (nngp_ep["predictive_status"] == "converged")
+    both = nngp_ep[ok]
+    d = (both["log_p_predictive"] - both["log_p"]).to_numpy(float)
+    nan = float("nan")
+    rows = [{"comparison": "predictive_vs_ratio", "functions": len(both),
+             "mean_diff": float(d.mean()) if len(d) else nan, "sd_diff": float(d.std()) if len(d) else nan,
+             "max_abs_diff": float(np.abs(d).max()) if len(d) else nan,
+             "spearman": float(stats.sps.spearmanr(both["log_p"], both["log_p_predictive"])[0]) if len(d) > 2 else nan,
+             "decades": float(np.ptp(both["log_p"]) / np.log(10)) if len(d) else nan,
+             "mean_abs_diff": float(np.abs(d).mean()) if len(d) else nan, "floor": 0.0}]
+    if exact is not None and len(exact):
+        counts = exact.groupby("function")["count"].sum()
+        total, size = float(counts.sum()), float(n_eff_exact or counts.sum())
+        frequent = counts[counts >= threshold]
+        p = frequent / total
+        floor = float(np.mean(np.sqrt((1 - p) / (p * size)))) if len(p) else nan
+        scored = both.set_index("function").reindex(frequent.index)
+        for column, method in (("log_p", "ratio"), ("log_p_predictive", "predictive")):
+            dd = (scored[column] - np.log(p)).dropna().to_numpy(float)
+            rows.append({"comparison": f"{method}_vs_exact", "functions": len(dd),
+                         "mean_diff": float(dd.mean()) if len(dd) else nan, "sd_diff": float(dd.std()) if len(dd) else nan,
+                         "max_abs_diff": float(np.abs(dd).max()) if len(dd) else nan, "spearman": nan, "decades": nan,
+                         "mean_abs_diff": float(np.abs(dd).mean()) if len(dd) else nan, "floor": floor})
+    return pd.DataFrame(rows)

@@ -444,6 +444,9 @@ def timing_table(raw: dict, n_eff: dict[str, dict] | None = None) -> pd.DataFram
         row("nngp_exact", s["exact_method"], int(s["exact_samples"]), "samples", float(ts["exact_seconds"]))
         row("nngp_ep", "ep", int(s["ep_functions"]), "functions",
             float(ts["ep_seconds_per_function"]) * max(1, int(s["ep_functions"])))
+        if float(ts.get("ep_check_seconds_per_function", 0.0)) > 0:  # the predictive scored beside the ratio
+            row("nngp_ep", "predictive", int(s["ep_functions"]), "functions",
+                float(ts["ep_check_seconds_per_function"]) * max(1, int(s["ep_functions"])))
     if "geometry_chunks" in t:
         row("geometry", "points", int(raw["geometry_chunks"]["points"].sum()), "points",
             float(t["geometry_chunks"]["seconds"].sum()))

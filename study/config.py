@@ -102,6 +102,10 @@ class MCMCConfig:
 class NNGPConfig:
     """P_B in function space with the infinite-width NNGP kernel (study/nngp.py)."""
     ep_enumerate_max: int = 12  # |E| up to which EP scores all 2^|E| functions (else those seen)
+    # log P_B by EP (study/ep_batch.py): "ratio" of the normalisers of S + E and of S, "predictive"
+    # (EP on S, then the Gaussian predictive on E: one EP in m dimensions for every function), or
+    # "both" (the ratio is used, the predictive stored beside it to measure its accuracy)
+    ep: str = "ratio"
     exact: str = "rejection"  # exact truncated-Gaussian sampler: "rejection" or "ess"
     draws: int = 2**24  # rejection: Gaussian draws; ess: kept samples over all chains
     chunk_draws: int = 2**22

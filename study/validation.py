@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 OPTIMIZERS = ("sgd", "adam")
 MCMC_INITS = ("rejection", "sgd")
 NNGP_EXACT = ("rejection", "ess")
+NNGP_EP = ("ratio", "predictive", "both")
 LOSSES = ("ce", "mse")
 PRNG_IMPLS = ("threefry2x32", "rbg")
 TASK_KINDS = ("boolean", "digits", "mnist", "fashion")
@@ -123,6 +124,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ng = cfg.nngp
         check(0 <= ng.ep_enumerate_max <= 16, "nngp.ep_enumerate_max", f"must be in 0..16, got {ng.ep_enumerate_max}")
         check(ng.exact in NNGP_EXACT, "nngp.exact", f"unknown exact sampler {ng.exact!r}; known: {NNGP_EXACT}")
+        check(ng.ep in NNGP_EP, "nngp.ep", f"unknown EP method {ng.ep!r}; known: {NNGP_EP}")
         if ng.exact == "rejection":
             _check_chunks(ng.draws, ng.chunk_draws, ng.batch, "nngp", "draws")
         else:

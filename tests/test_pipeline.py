@@ -318,3 +318,27 @@ def test_e1m_smoke_scores_every_function_by_ep_and_compares_through_it(tmp_path)
     trend = read("tables/ep_trend.csv")
     assert len(trend) == 2 * (runs["setting"].nunique() + 2) and trend["spearman"].between(-1, 1).all()
     assert (out / "ep_view_table.tex").exists()
+
+
+def test_image_task_runs_every_stage_through_the_same_code(tmp_path):
+    """E3 smoke (8x8 digits, the fully connected network): every stage, the analysis and the EP
+    figures through the code the Boolean experiments use; functions have no LZ column; with
+    nngp.ep = "both" the predictive EP sits beside the ratio of normalisers, and ep_methods.csv
+    compares them over every function scored."""
+    config = ROOT / "configs" / "e3_smoke.toml"
+    run_stages(config, tmp_path)
+    assert analysis_main(["--config", str(config), "--results", str(tmp_path)]) == 0
+    for name in ("fig_scatter", "fig_ep_mass", "fig_error_vs_pb"):
+        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(config),
+                        "--results", str(tmp_path)], check=True, capture_output=True)
+    out = tmp_path / "e3_smoke"
+    functions = pd.read_csv(out / "tables" / "functions.csv", dtype={"function": str})
+    assert "lz" not in functions and functions["function"].str.len().eq(4).all()  # |E| = 16 bits
+    ep = pd.read_csv(out / "raw" / "nngp_ep.csv", dtype={"function": str})
+    methods = pd.read_csv(out / "tables" / "ep_methods.csv").set_index("comparison")
+    both = ep[(ep["ep_status"] == "converged") & (ep["predictive_status"] == "converged")]
+    row = methods.loc["predictive_vs_ratio"]
+    assert row["functions"] == len(both) > 100
+    np.testing.assert_allclose(row["mean_diff"], (both["log_p_predictive"] - both["log_p"]).mean())
+    assert row["spearman"] > 0.95  # the two EP methods rank the functions alike
+    assert (out / "figures" / "fig_error_vs_pb.pdf").exists()

@@ -22,6 +22,7 @@ def with_(section, **values):
     (with_("task", target="0xff"), "task.target"),
     (with_("task", m="ten"), "task.m"),
     (with_("task", kind="cifar"), "task.kind"),
+    (with_("nngp", ep="laplace"), "nngp.ep"),
     (with_("task", labels="odd"), "task.labels: applies to image tasks only"),
     (with_("task", balanced=True), "task.balanced: applies to image tasks only"),
     (with_("task", balanced=1), "task.balanced: expected true or false"),

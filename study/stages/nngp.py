@@ -25,6 +25,7 @@ NNGP_SUMMARY_ALLOWED = {
     "log_p_s_exact": lambda s: (s["exact_draws"] == 0) | (s["exact_samples"] == 0),
     "exact_r_hat_max": lambda s: (s["exact_method"] != "ess") | (s["exact_r_hat_max"] == np.inf),
     "exact_ess_min": lambda s: s["exact_method"] != "ess"}
+EP_METHODS = {"ratio": ep_batch.ep_log_pb_batched, "predictive": ep_batch.ep_log_pb_predictive}
 # The public outputs whose functions EP scores when it cannot enumerate them all.
 SEEN = {"rejection": "rejection_counts.csv", "mcmc": "mcmc_counts.csv", "sgd": "sgd_runs.csv"}
 
@@ -85,19 +86,33 @@ def finalise(ctx: Context, done):
         print(f"warning: NNGP elliptical slice chains have split R-hat up to {r_hat_max:.3g} > "
               f"{mcmc.RHAT_THRESHOLD}: they have not mixed (more nngp.burn_in or thin)", file=sys.stderr)
     functions, enumerated = ep_functions(ctx, counts)
-    t0 = time.perf_counter()
+    # the method whose log P_B is used, and with "both" the predictive scored beside it
+    methods = {"predictive": ["predictive"], "ratio": ["ratio"], "both": ["ratio", "predictive"]}[cfg.nngp.ep]
+    results, seconds = {}, {}
     try:
         log_p_s = nngp.ep_log_orthant(K[:m, :m], y_S)
-        scores = ep_batch.ep_log_pb_batched(K, y_S, functions, progress=ctx.progress)
+        for method in methods:
+            t0 = time.perf_counter()
+            results[method] = EP_METHODS[method](K, y_S, functions, progress=ctx.progress)
+            seconds[method] = (time.perf_counter() - t0) / max(1, len(functions))
     except nngp.EPFailed as err:  # EP on S alone: without it no function can be scored
         raise StageError(f"nngp: EP for P(S) failed: {err}") from None
-    ep_seconds = time.perf_counter() - t0
+    scores = results[methods[0]]
     ep_failed = int((scores.status != "converged").sum())
     if ep_failed:
         print(f"warning: EP failed for {ep_failed} of {len(functions)} functions (nngp_ep.csv: ep_status); "
               "their log_p is empty and they are left out of every EP comparison", file=sys.stderr)
     ep = pd.DataFrame({"function": functions, "log_p": scores.log_pb, "ep_status": scores.status,
                        "ep_sweeps": scores.sweeps})
+    allowed = {"log_p": lambda ep: ep["ep_status"] != "converged"}
+    if len(methods) > 1:
+        check = results["predictive"]
+        ep = ep.assign(log_p_predictive=check.log_pb, predictive_status=check.status)
+        allowed["log_p_predictive"] = lambda ep: ep["predictive_status"] != "converged"
+        failed = int((check.status != "converged").sum())
+        if failed:
+            print(f"warning: the predictive EP failed for {failed} of {len(functions)} functions "
+                  "(nngp_ep.csv: predictive_status)", file=sys.stderr)
     summary = pd.DataFrame([{
         "m": m, "n_test": n_test, "log_p_s_ep": log_p_s,
         "log_p_s_exact": float(np.log(accepted / draws)) if accepted and draws else float("nan"),
@@ -108,7 +123,9 @@ def finalise(ctx: Context, done):
         "exact_draws": draws, "exact_samples": accepted, "exact_seconds": float(stats["seconds"].sum()),
         "ep_functions": len(functions), "ep_failed": ep_failed, "ep_enumerated": enumerated,
         "ep_probability_sum": float(np.nansum(np.exp(scores.log_pb))),
-        "ep_seconds_per_function": ep_seconds / max(1, len(functions))}])
-    return {"nngp_ep.csv": (ep, {"log_p": lambda ep: ep["ep_status"] != "converged"}),
+        "ep_method": methods[0], "ep_seconds_per_function": seconds[methods[0]],
+        # seconds per function of the predictive scored beside the ratio ("both"), else 0
+        "ep_check_seconds_per_function": seconds.get("predictive", 0.0) if len(methods) > 1 else 0.0}])
+    return {"nngp_ep.csv": (ep, allowed),
             "nngp_exact_counts.csv": counts.assign(population="nngp_exact"),
             "nngp_summary.csv": (summary, NNGP_SUMMARY_ALLOWED)}, {}
