@@ -123,10 +123,7 @@ def ep_log_pb_batched(K_full, y_S_signs, functions_E, jitter: float = 1e-6, *, d
     n_E = len(K_full) - m
     f_FxE = nngp.function_bits(functions_E, n_E)
     C = nngp.correlation(K_full, jitter)
-    if m:
-        log_S, tau_S, nu_S, _ = nngp._ep_fit(C[:m, :m], y_S, parallel=False, damping=1.0, tol=tol, max_sweeps=200)
-    else:
-        log_S, tau_S, nu_S = 0.0, np.zeros(0), np.zeros(0)
+    log_S, tau_S, nu_S = nngp.fit_training_sites(C[:m, :m], y_S, tol=tol)
     site0 = (np.maximum(np.concatenate([tau_S, np.zeros(n_E)]), 1e-300), np.concatenate([nu_S, np.zeros(n_E)]))
     s_FxN = np.concatenate([np.broadcast_to(y_S, (len(f_FxE), m)), np.where(f_FxE, 1.0, -1.0)], axis=1)
     scores = _fit_with_retry(C, np.zeros(m + n_E), s_FxN, site0, damping, tol, max_sweeps, batch, retry, progress)
@@ -149,16 +146,8 @@ def ep_log_pb_predictive(K_full, y_S_signs, functions_E, jitter: float = 1e-6, *
     n_E = len(K_full) - m
     f_FxE = nngp.function_bits(functions_E, n_E)
     C = nngp.correlation(K_full, jitter)
-    mean_E, cov_E = np.zeros(n_E), C[m:, m:]
-    if m:
-        _, tau_S, nu_S, _ = nngp._ep_fit(C[:m, :m], y_S, parallel=False, damping=1.0, tol=tol, max_sweeps=200)
-        sq_S = np.sqrt(np.maximum(tau_S, 0.0))
-        L_B = np.linalg.cholesky(np.eye(m) + sq_S[:, None] * C[:m, :m] * sq_S[None, :])
-        # mean_E = C_ES (nu - S^1/2 B^-1 S^1/2 C_SS nu); cov_E = C_EE - V^T V, V = L_B^-1 S^1/2 C_SE
-        inner = sq_S * np.linalg.solve(L_B.T, np.linalg.solve(L_B, sq_S * (C[:m, :m] @ nu_S)))
-        mean_E = C[m:, :m] @ (nu_S - inner)
-        V = np.linalg.solve(L_B, sq_S[:, None] * C[:m, m:])
-        cov_E = C[m:, m:] - V.T @ V
+    _, tau_S, nu_S = nngp.fit_training_sites(C[:m, :m], y_S, tol=tol)
+    mean_E, cov_E = nngp.gaussian_predictive(C, tau_S, nu_S)
     # orthant probabilities do not change under rescaling each coordinate: unit predictive variances
     d_E = np.sqrt(np.diag(cov_E))
     C_E = nngp.correlation(cov_E, jitter)

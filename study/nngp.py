@@ -170,15 +170,44 @@ def _posterior(C_NxN, tau_N, nu_N):
     """Covariance and mean of N(0, C) times the sites, via B = I + T^1/2 C T^1/2 (R&W 3.6.3),
     which stays well conditioned however large or small the site precisions are."""
     sq_N = np.sqrt(tau_N)
-    try:
-        L_B = cholesky(np.eye(len(tau_N)) + sq_N[:, None] * C_NxN * sq_N[None, :], lower=True)
-    except LinAlgError as err:  # B >= I for C >= 0: only rounding, C not PSD to working precision
-        raise EPNumericalError(
-            f"EP posterior: I + T^1/2 C T^1/2 is not positive definite ({err}) with site precisions up "
-            f"to {np.max(tau_N):.1e}: C is not positive semi-definite to rounding; increase jitter") from None
+    L_B = _site_cholesky(C_NxN, sq_N)
     V_NxN = solve_triangular(L_B, sq_N[:, None] * C_NxN, lower=True)
     Sigma_NxN = C_NxN - V_NxN.T @ V_NxN
     return Sigma_NxN, Sigma_NxN @ nu_N, L_B
+
+
+def _site_cholesky(C_NxN, sq_N):
+    """Lower Cholesky factor of B = I + T^1/2 C T^1/2 (sq_N = sqrt of the site precisions)."""
+    try:
+        return cholesky(np.eye(len(sq_N)) + sq_N[:, None] * C_NxN * sq_N[None, :], lower=True)
+    except LinAlgError as err:  # B >= I for C >= 0: only rounding, C not PSD to working precision
+        raise EPNumericalError(
+            f"EP posterior: I + T^1/2 C T^1/2 is not positive definite ({err}) with site precisions up "
+            f"to {np.max(sq_N) ** 2:.1e}: C is not positive semi-definite to rounding; increase jitter") from None
+
+
+def fit_training_sites(C_SxS, y_S, **ep_options):
+    """Sequential EP on the training signs alone: (log P(S), tau_S, nu_S), the sites that warm-start
+    EP on S + E and define EP's Gaussian over z_S; (0, [], []) for an empty S. Raises EPFailed."""
+    if not len(y_S):
+        return 0.0, np.zeros(0), np.zeros(0)
+    opts = dict(parallel=False, damping=1.0, tol=1e-8, max_sweeps=200) | ep_options
+    log_S, tau_S, nu_S, _ = _ep_fit(C_SxS, y_S, **opts)
+    return log_S, tau_S, nu_S
+
+
+def gaussian_predictive(C_NxN, tau_S, nu_S):
+    """Mean and covariance over the last N - m coordinates of z ~ N(0, C) given EP's Gaussian sites
+    (tau_S, nu_S) on the first m (Rasmussen & Williams, Algorithm 3.6, every later coordinate a
+    test point): mean = C_ES (nu - T^1/2 B^-1 T^1/2 C_SS nu), cov = C_EE - V^T V, V = L_B^-1 T^1/2 C_SE."""
+    m = len(tau_S)
+    if not m:
+        return np.zeros(len(C_NxN)), C_NxN
+    sq_S = np.sqrt(np.maximum(tau_S, 0.0))
+    L_B = _site_cholesky(C_NxN[:m, :m], sq_S)
+    inner = sq_S * solve_triangular(L_B.T, solve_triangular(L_B, sq_S * (C_NxN[:m, :m] @ nu_S), lower=True))
+    V = solve_triangular(L_B, sq_S[:, None] * C_NxN[:m, m:], lower=True)
+    return C_NxN[m:, :m] @ (nu_S - inner), C_NxN[m:, m:] - V.T @ V
 
 
 def _cavity(diag_N, mu_N, tau_N, nu_N, first_site: int = 0):
@@ -342,10 +371,7 @@ def ep_log_pb_many(K_full, y_S_signs, functions_E, jitter: float = 1e-6, **ep_op
     f_FxE = function_bits(functions_E, n_E)
     C = correlation(K_full, jitter)
     opts = dict(parallel=False, damping=1.0, tol=1e-8, max_sweeps=200) | ep_options
-    if m:
-        log_S, tau_S, nu_S, _ = _ep_fit(C[:m, :m], y_S, **opts)
-    else:
-        log_S, tau_S, nu_S = 0.0, np.zeros(0), np.zeros(0)
+    log_S, tau_S, nu_S = fit_training_sites(C[:m, :m], y_S, **opts)
     tau0_N = np.concatenate([tau_S, np.zeros(n_E)])
     nu0_N = np.concatenate([nu_S, np.zeros(n_E)])
     F = len(f_FxE)
