@@ -172,7 +172,7 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
          "Permutations": c(an.permutations, "analysis.permutations"),
          "ChainThin": source("code")(tables.THIN, "analysis.tables.THIN"),
          "TracedFunctions": source("code")(TOP_FUNCTIONS_TRACED, "study.diagnostics.TOP_FUNCTIONS_TRACED"),
-         "Reference": c(cfg.reference, "reference (rejection if run, else MCMC)", latex.ESTIMATOR_NAMES[cfg.reference])}
+         "Reference": c(cfg.reference, "reference (rejection if run, else MCMC, else the exact NNGP sample)", latex.ESTIMATOR_NAMES[cfg.reference])}
     if "sampler_summary" in out:
         s, src = out["sampler_summary"].iloc[0], source("sampler_summary.csv")
         m |= {"RejDraws": src(int(s["draws"]), "draws"), "RejAccepted": src(int(s["accepted"]), "accepted"),

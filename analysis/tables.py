@@ -234,7 +234,10 @@ def unavailable(name: str, setting: str, statistics=stats.STATISTICS, **labels) 
 
 def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
     """Benjamini-Hochberg q-values of the two-sample tests over the table's comparisons (one
-    p-value per comparison, repeated on its statistic rows)."""
+    p-value per comparison, repeated on its statistic rows). A table of comparisons with a
+    computed P_B alone (no two-sample test) gets empty p- and q-value columns."""
+    if "p_value" not in table:
+        table = table.assign(p_value=np.nan)
     tests = table.dropna(subset=["p_value"]).drop_duplicates(["comparison", "setting"])[["comparison", "setting", "p_value"]]
     tests = stats.with_q_values(tests, "p_value")[["comparison", "setting", "q_value"]]
     return table.merge(tests, on=["comparison", "setting"], how="left")

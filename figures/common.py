@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from analysis.latex import ESTIMATOR_NAMES  # noqa: E402,F401  (the estimators' display names, for every figure)
 from study.config import load  # noqa: E402
 
 

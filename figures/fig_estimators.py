@@ -4,14 +4,12 @@ scatter matrix with y = x. Reads tables/pb_estimates.csv (one row per function a
 import numpy as np
 import seaborn as sns
 
-from common import read, save, setup
+from common import ESTIMATOR_NAMES, read, save, setup
 
-NAMES = {"bayes_rejection": "rejection", "bayes_mcmc": "MCMC", "bayes_mcmc_from_sgd": "MCMC from SGD",
-         "nngp_exact": "NNGP exact", "nngp_ep": "NNGP EP"}
 tables, out = setup(__doc__)
 est = read(tables, "pb_estimates")
 wide = est.pivot(index="function", columns="estimator", values="log10_p")
-wide = wide[[c for c in NAMES if c in wide]].rename(columns=NAMES)
+wide = wide[[c for c in ESTIMATOR_NAMES if c in wide]].rename(columns=ESTIMATOR_NAMES)
 lo = np.floor(np.nanmin(wide.to_numpy()))
 grid = sns.PairGrid(wide, height=1.9, corner=True)
 grid.map_lower(sns.scatterplot, s=6, lw=0, alpha=0.6)

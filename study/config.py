@@ -179,8 +179,12 @@ class ExperimentConfig:
 
     @property
     def reference(self) -> str:
-        """The P_B estimate SGD is compared with first: exact rejection where run, else MCMC."""
-        return "bayes_rejection" if self.rejection is not None else "bayes_mcmc"
+        """The P_B estimate SGD is compared with first: exact rejection where run, else MCMC on the
+        finite network, else the exact sample of the NNGP's posterior (image tasks at m where
+        parameter-space MCMC does not mix)."""
+        if self.rejection is not None:
+            return "bayes_rejection"
+        return "bayes_mcmc" if self.mcmc is not None else "nngp_exact"
 
     def hash(self, *sections: str) -> str:
         """Short stable hash of the named sections (all when none), plus name and seed: with none,

@@ -146,8 +146,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     check(an.matched_reps >= 2, "analysis.matched_reps", "must be >= 2 (the spread over subsamples)")
     check(an.permutations >= 99, "analysis.permutations", "must be >= 99")
     check(0 < an.confidence < 1, "analysis.confidence", "must be in (0, 1)")
-    check(rej is not None or cfg.mcmc is not None, "rejection",
-           "the config needs a [rejection] or an [mcmc] section: SGD is compared with one of them")
+    check(rej is not None or cfg.mcmc is not None or cfg.nngp is not None, "rejection",
+           "the config needs a [rejection], [mcmc] or [nngp] section: SGD is compared with one of them")
     return cfg
 
 

@@ -17,3 +17,13 @@ def test_load_or_report_says_why_a_config_cannot_be_used(tmp_path, capsys):
     assert load_or_report(tmp_path / "bad.toml") is None
     assert "task.m: expected int" in capsys.readouterr().err
     assert load_or_report(Path(__file__).parents[1] / "configs" / "e1_smoke.toml").name == "e1_smoke"
+
+
+def test_the_reference_is_rejection_then_mcmc_then_the_nngp_sample():
+    """SGD is compared first with exact rejection where it runs, else MCMC on the finite network,
+    else the exact sample of the NNGP posterior (E3 at m where MCMC does not mix)."""
+    configs = Path(__file__).parents[1] / "configs"
+    assert load(configs / "e1_smoke.toml").reference == "bayes_rejection"
+    assert load(configs / "e2_smoke.toml").reference == "bayes_mcmc"
+    cnn = load(configs / "e3cnn_smoke.toml")
+    assert cnn.rejection is None and cnn.mcmc is None and cnn.reference == "nngp_exact"

@@ -342,3 +342,26 @@ def test_image_task_runs_every_stage_through_the_same_code(tmp_path):
     np.testing.assert_allclose(row["mean_diff"], (both["log_p_predictive"] - both["log_p"]).mean())
     assert row["spearman"] > 0.95  # the two EP methods rank the functions alike
     assert (out / "figures" / "fig_error_vs_pb.pdf").exists()
+
+
+def test_cnn_image_task_is_compared_with_the_exact_nngp_sample(tmp_path):
+    """E3 with a convolutional network and no parameter-space sampler (configs/e3cnn_smoke.toml):
+    every stage, the analysis and the figures run, SGD is compared with the exact NNGP sample
+    (the reference without [rejection] and [mcmc]) beside its matched floor, and the estimator
+    table, which then has EP as its only comparison, carries empty p- and q-values."""
+    config = ROOT / "configs" / "e3cnn_smoke.toml"
+    run_stages(config, tmp_path)
+    assert analysis_main(["--config", str(config), "--results", str(tmp_path)]) == 0
+    for name in ("fig_scatter", "fig_estimators", "fig_ep_mass"):
+        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(config),
+                        "--results", str(tmp_path)], check=True, capture_output=True)
+    out = tmp_path / "e3cnn_smoke"
+    agreement = pd.read_csv(out / "tables" / "agreement.csv")
+    assert set(agreement["reference"]) == {"nngp_exact"}
+    tv = agreement[(agreement["comparison"] == "sgd_vs_bayes") & (agreement["statistic"] == "tv")].iloc[0]
+    assert tv["n_a"] > 0 and np.isfinite(tv["value"]) and np.isfinite(tv["floor"])
+    estimators = pd.read_csv(out / "tables" / "estimators.csv")
+    assert set(estimators["reference"]) == {"nngp_ep"} and estimators["q_value"].isna().all()
+    macros = (out / "macros.tex").read_text()
+    assert r"\newcommand{\EThreecnnReference}{NNGP exact}" in macros
+    assert r"\newcommand{\EThreecnnNetWidths}{8x8-c8-32-1}" in macros
