@@ -70,7 +70,7 @@ def build(cfg, results: Path) -> Path:
     if ep is not None:  # every run and posterior sample seen through EP's log P_B of its function
         out["ep_view"] = ep_view.ep_view_table(runs, estimators, ep, cfg, n_eff)
         out["ep_mass"] = ep_view.ep_mass_table(runs, estimators, ep)
-        out["ep_summary"] = ep_view.ep_summary_table(runs, estimators, ep)
+        out["ep_summary"] = ep_view.ep_summary_table(runs, estimators, ep, ep_view.mean_test_error(functions))
         out["ep_trend"] = ep_view.ep_trend_table(functions, ep, cfg.analysis.confidence)
     if cfg.geometry is not None:
         out |= geometry_tables(cfg, raw, joint)
@@ -211,6 +211,9 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "NngpExactAccepted": src(int(s["exact_samples"]), "exact_samples"),
               "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max"),
               "NngpEpMethod": src(s["ep_method"], "ep_method")}
+        if cfg.nngp.exact == "ess":  # the exact sampler's chains, as configured
+            m |= {"NngpChains": c(cfg.nngp.chains, "nngp.chains"), "NngpBurnIn": c(cfg.nngp.burn_in, "nngp.burn_in"),
+                  "NngpThin": c(cfg.nngp.thin, "nngp.thin")}
     if "ep_methods" in out:
         for r in out["ep_methods"].itertuples():
             k, src = lambda *p: macro_name("EpMethods", r.comparison, *p), source("ep_methods.csv", comparison=r.comparison)
@@ -264,8 +267,9 @@ def timing_macros(timings: pd.DataFrame) -> dict[str, Macro]:
                   "RejMinutes": src(float(r.seconds / 60), "seconds / 60")}
         elif r.stage == "mcmc":
             m["McmcSamplesPerSecond"] = src(int(round(r.rate)), "rate")
-        elif r.stage == "nngp_ep":
-            m["NngpEpMsPerFunction"] = src(float(1e3 / r.rate), "1000 / rate")
+        elif r.stage == "nngp_ep":  # item "ep": the method used; "predictive": scored beside it
+            name = "NngpEpMsPerFunction" if r.item == "ep" else macro_name("NngpEp", r.item, "MsPerFunction")
+            m[name] = src(float(1e3 / r.rate), "1000 / rate")
         elif r.stage == "geometry":
             m["GeoMsPerPoint"] = src(float(1e3 / r.rate), "1000 / rate")
     return m

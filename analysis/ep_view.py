@@ -73,10 +73,20 @@ def ep_mass_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: d
     return pd.DataFrame(rows)
 
 
-def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float]) -> pd.DataFrame:
+def mean_test_error(functions: pd.DataFrame) -> dict[str, float]:
+    """Per population of functions.csv, the test error on E averaged over its runs or samples
+    (each function weighted by its count)."""
+    w = functions.assign(weighted=functions["count"] * functions["test_error"])
+    sums = w.groupby("population", sort=False)[["weighted", "count"]].sum()
+    return (sums["weighted"] / sums["count"]).to_dict()
+
+
+def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float],
+                     test_error: dict[str, float] | None = None) -> pd.DataFrame:
     """Per population: items (runs or samples), distinct functions, the fraction of items whose
-    function it saw once, functions EP failed on, and the spread of EP's log10 P_B over its
-    functions (min, max, decades spanned) and over its items (mean)."""
+    function it saw once, functions EP failed on, the spread of EP's log10 P_B over its
+    functions (min, max, decades spanned) and over its items (mean), and with `test_error`
+    (mean_test_error) its mean test error on E."""
     rows = []
     for population, counts in populations(runs, estimators).items():
         c = np.array(list(counts.values()), float)
@@ -89,7 +99,8 @@ def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
                      "log10_pb_min": float(score[ok].min()) if ok.any() else nan,
                      "log10_pb_max": float(score[ok].max()) if ok.any() else nan,
                      "decades": float(np.ptp(score[ok])) if ok.any() else nan,
-                     "log10_pb_mean": float(np.sum(c[ok] * score[ok]) / c[ok].sum()) if ok.any() else nan})
+                     "log10_pb_mean": float(np.sum(c[ok] * score[ok]) / c[ok].sum()) if ok.any() else nan}
+                    | ({} if test_error is None else {"test_error_mean": test_error.get(population, nan)}))
     return pd.DataFrame(rows)
 
 
@@ -178,8 +189,10 @@ def ep_macros(ep_view: pd.DataFrame, summary: pd.DataFrame, trend: pd.DataFrame)
           "EpSgdItemsMax": src(int(sgd["items"].max()), "max of items")}
     for r in summary.itertuples():
         src = source("ep_summary.csv", population=r.population)
-        for column in ("decades", "log10_pb_min", "log10_pb_max", "log10_pb_mean", "singleton_fraction"):
-            m[macro_name("Ep", r.population, column)] = src(float(getattr(r, column)), column)
+        for column in ("decades", "log10_pb_min", "log10_pb_max", "log10_pb_mean", "singleton_fraction",
+                       "test_error_mean"):
+            if hasattr(r, column):
+                m[macro_name("Ep", r.population, column)] = src(float(getattr(r, column)), column)
         m[macro_name("Ep", r.population, "functions")] = src(int(r.functions), "functions")
         m[macro_name("Ep", r.population, "failed")] = src(int(r.functions_ep_failed), "functions_ep_failed")
     return m

@@ -138,3 +138,15 @@ def test_frequent_mass_in_the_matched_view_sits_on_its_floor_for_a_fair_sampler(
     assert out["fair"]["effect_low"] < 0 < out["fair"]["effect_high"]
     top = p[:10].sum()
     assert 0.03 < out["boosted"]["effect_low"] and out["boosted"]["effect"] < np.log10(2 * top / (1 + top) / top)
+
+
+def test_mean_test_error_weights_each_function_by_its_runs():
+    """Averaged over runs, not over distinct functions: 3 runs at error 0 and 1 at error 0.5 give
+    0.125 (the unweighted mean over functions, 0.25, is the wrong answer)."""
+    functions = pd.DataFrame({"population": ["s", "s", "p"], "function": ["a", "b", "a"],
+                              "count": [3, 1, 2], "test_error": [0.0, 0.5, 0.0]})
+    assert ep_view.mean_test_error(functions) == pytest.approx({"s": 0.125, "p": 0.0})
+    ep = {"a": np.log(0.5), "b": np.log(0.01)}
+    runs = pd.DataFrame({"setting": "s", "fitted": True, "function": ["a", "a", "a", "b"]})
+    summary = ep_view.ep_summary_table(runs, {}, ep, ep_view.mean_test_error(functions)).set_index("population")
+    assert summary.loc["s", "test_error_mean"] == pytest.approx(0.125)

@@ -342,6 +342,11 @@ def test_image_task_runs_every_stage_through_the_same_code(tmp_path):
     np.testing.assert_allclose(row["mean_diff"], (both["log_p_predictive"] - both["log_p"]).mean())
     assert row["spearman"] > 0.95  # the two EP methods rank the functions alike
     assert (out / "figures" / "fig_error_vs_pb.pdf").exists()
+    # each EP method's cost has its own macro (the predictive's once overwrote the ratio's)
+    timings = pd.read_csv(out / "tables" / "timings.csv").set_index("item")
+    timing = pd.read_csv(out / "timing_macros.csv").set_index("macro")
+    for macro, item in (("EThreeNngpEpMsPerFunction", "ep"), ("EThreeNngpEpPredictiveMsPerFunction", "predictive")):
+        assert timing.loc[macro, "value"] == pytest.approx(1e3 / timings.loc[item, "rate"])
 
 
 def test_cnn_image_task_is_compared_with_the_exact_nngp_sample(tmp_path):

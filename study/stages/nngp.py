@@ -83,7 +83,7 @@ def finalise(ctx: Context, done):
     r_hat_max, ess_min = ((float(stats["r_hat_max"].max()), float(stats["ess_min"].min())) if "r_hat_max" in stats
                           else (float("nan"), float("nan")))
     if r_hat_max > mcmc.RHAT_THRESHOLD:
-        print(f"warning: NNGP elliptical slice chains have split R-hat up to {r_hat_max:.3g} > "
+        print(f"warning: NNGP elliptical slice chains have split R-hat up to {r_hat_max:.4g} > "
               f"{mcmc.RHAT_THRESHOLD}: they have not mixed (more nngp.burn_in or thin)", file=sys.stderr)
     functions, enumerated = ep_functions(ctx, counts)
     # the method whose log P_B is used, and with "both" the predictive scored beside it
