@@ -48,15 +48,20 @@ def run_stages(config: Path, results: Path) -> None:
     assert cli.main(["run", "--config", str(config), "--results", str(results), "--no-progress"]) == 0
 
 
+def run_pipeline(config: Path, results: Path, figures) -> Path:
+    """Every stage, the analysis and the named figure scripts for `config` under `results`;
+    returns the experiment's results directory (a shipped config's name is its file's stem)."""
+    run_stages(config, results)
+    assert analysis_main(["--config", str(config), "--results", str(results)]) == 0
+    for name in figures:
+        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(config),
+                        "--results", str(results)], check=True, capture_output=True)
+    return results / config.stem
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    results = tmp_path_factory.mktemp("smoke")
-    run_stages(SMOKE, results)
-    assert analysis_main(["--config", str(SMOKE), "--results", str(results)]) == 0
-    for name in FIGURES:
-        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(SMOKE),
-                        "--results", str(results)], check=True, capture_output=True)
-    return results / "e1_smoke"
+    return run_pipeline(SMOKE, tmp_path_factory.mktemp("smoke"), FIGURES)
 
 
 def test_pipeline_writes_tidy_tables_figures_and_macros(smoke):
@@ -325,13 +330,7 @@ def test_image_task_runs_every_stage_through_the_same_code(tmp_path):
     figures through the code the Boolean experiments use; functions have no LZ column; with
     nngp.ep = "both" the predictive EP sits beside the ratio of normalisers, and ep_methods.csv
     compares them over every function scored."""
-    config = ROOT / "configs" / "e3_smoke.toml"
-    run_stages(config, tmp_path)
-    assert analysis_main(["--config", str(config), "--results", str(tmp_path)]) == 0
-    for name in ("fig_scatter", "fig_ep_mass", "fig_error_vs_pb"):
-        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(config),
-                        "--results", str(tmp_path)], check=True, capture_output=True)
-    out = tmp_path / "e3_smoke"
+    out = run_pipeline(ROOT / "configs" / "e3_smoke.toml", tmp_path, ("fig_scatter", "fig_ep_mass", "fig_error_vs_pb"))
     functions = pd.read_csv(out / "tables" / "functions.csv", dtype={"function": str})
     assert "lz" not in functions and functions["function"].str.len().eq(4).all()  # |E| = 16 bits
     ep = pd.read_csv(out / "raw" / "nngp_ep.csv", dtype={"function": str})
@@ -354,13 +353,7 @@ def test_cnn_image_task_is_compared_with_the_exact_nngp_sample(tmp_path):
     every stage, the analysis and the figures run, SGD is compared with the exact NNGP sample
     (the reference without [rejection] and [mcmc]) beside its matched floor, and the estimator
     table, which then has EP as its only comparison, carries empty p- and q-values."""
-    config = ROOT / "configs" / "e3cnn_smoke.toml"
-    run_stages(config, tmp_path)
-    assert analysis_main(["--config", str(config), "--results", str(tmp_path)]) == 0
-    for name in ("fig_scatter", "fig_estimators", "fig_ep_mass"):
-        subprocess.run([sys.executable, str(ROOT / "figures" / f"{name}.py"), "--config", str(config),
-                        "--results", str(tmp_path)], check=True, capture_output=True)
-    out = tmp_path / "e3cnn_smoke"
+    out = run_pipeline(ROOT / "configs" / "e3cnn_smoke.toml", tmp_path, ("fig_scatter", "fig_estimators", "fig_ep_mass"))
     agreement = pd.read_csv(out / "tables" / "agreement.csv")
     assert set(agreement["reference"]) == {"nngp_exact"}
     tv = agreement[(agreement["comparison"] == "sgd_vs_bayes") & (agreement["statistic"] == "tv")].iloc[0]
