@@ -118,12 +118,8 @@ def ep_log_pb_batched(K_full, y_S_signs, functions_E, jitter: float = 1e-6, *, d
     (damped parallel EP converges more slowly but more surely: measured at m = 32, |E| = 96,
     damping 0.8 takes 30 sweeps on average, 0.5 takes 58, undamped fails for some functions).
     `progress`: a progress bar over the batches. Returns `nngp.EPScores`."""
-    y_S = nngp.as_signs(y_S_signs)
-    m = len(y_S)
-    n_E = len(K_full) - m
-    f_FxE = nngp.function_bits(functions_E, n_E)
-    C = nngp.correlation(K_full, jitter)
-    log_S, tau_S, nu_S = nngp.fit_training_sites(C[:m, :m], y_S, tol=tol)
+    y_S, f_FxE, C, (log_S, tau_S, nu_S) = _fit_on_S(K_full, y_S_signs, functions_E, jitter, tol)
+    m, n_E = len(y_S), f_FxE.shape[1]
     site0 = (np.maximum(np.concatenate([tau_S, np.zeros(n_E)]), 1e-300), np.concatenate([nu_S, np.zeros(n_E)]))
     s_FxN = np.concatenate([np.broadcast_to(y_S, (len(f_FxE), m)), np.where(f_FxE, 1.0, -1.0)], axis=1)
     scores = _fit_with_retry(C, np.zeros(m + n_E), s_FxN, site0, damping, tol, max_sweeps, batch, retry, progress)
@@ -141,12 +137,8 @@ def ep_log_pb_predictive(K_full, y_S_signs, functions_E, jitter: float = 1e-6, *
     it scales to image tasks with m in the thousands; what it costs in accuracy against the ratio
     of normalisers (`ep_log_pb_batched`) is measured (tests/test_ep_batch.py, the nngp stage).
     Same arguments and statuses as `ep_log_pb_batched`; raises nngp.EPFailed if EP on S fails."""
-    y_S = nngp.as_signs(y_S_signs)
-    m = len(y_S)
-    n_E = len(K_full) - m
-    f_FxE = nngp.function_bits(functions_E, n_E)
-    C = nngp.correlation(K_full, jitter)
-    _, tau_S, nu_S = nngp.fit_training_sites(C[:m, :m], y_S, tol=tol)
+    _, f_FxE, C, (_, tau_S, nu_S) = _fit_on_S(K_full, y_S_signs, functions_E, jitter, tol)
+    n_E = f_FxE.shape[1]
     mean_E, cov_E = nngp.gaussian_predictive(C, tau_S, nu_S)
     # orthant probabilities do not change under rescaling each coordinate: unit predictive variances
     d_E = np.sqrt(np.diag(cov_E))
@@ -154,6 +146,15 @@ def ep_log_pb_predictive(K_full, y_S_signs, functions_E, jitter: float = 1e-6, *
     s_FxE = np.where(f_FxE, 1.0, -1.0)
     site0 = (np.full(n_E, 1e-300), np.zeros(n_E))
     return _fit_with_retry(C_E, mean_E / d_E, s_FxE, site0, damping, tol, max_sweeps, batch, retry, progress)
+
+
+def _fit_on_S(K_full, y_S_signs, functions_E, jitter, tol):
+    """What both EP methods start from: the signs of S, the functions' bits (F, |E|), the jittered
+    correlation matrix and the sequential EP on S alone, (log P(S), tau_S, nu_S)."""
+    y_S = nngp.as_signs(y_S_signs)
+    f_FxE = nngp.function_bits(functions_E, len(K_full) - len(y_S))
+    C = nngp.correlation(K_full, jitter)
+    return y_S, f_FxE, C, nngp.fit_training_sites(C[:len(y_S), :len(y_S)], y_S, tol=tol)
 
 
 def _fit_with_retry(C_NxN, b_N, s_FxN, site0, damping, tol, max_sweeps, batch, retry, progress) -> nngp.EPScores:
