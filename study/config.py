@@ -38,6 +38,11 @@ class TaskConfig:
     data_dir: str = ""  # mnist/fashion only: the IDX files' directory ("" = $STUDY_DATA_DIR); not hashed
 
 
+def task_identity(t: TaskConfig) -> dict:
+    """The task fields that decide results (every field but those in TASK_UNHASHED), for hashing."""
+    return {k: v for k, v in dataclasses.asdict(t).items() if k not in TASK_UNHASHED}
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     widths: tuple[int, ...] = (40, 40)  # hidden Dense layers; [] is a perceptron
@@ -191,7 +196,7 @@ class ExperimentConfig:
         the experiment_hash of the analysis tables (a raw table's config_hash is its stage's,
         study.stages.stage_hash)."""
         data = dataclasses.asdict(self)
-        data["task"] = {k: v for k, v in data["task"].items() if k not in TASK_UNHASHED}
+        data["task"] = task_identity(self.task)
         keep = sections or tuple(data)
         payload = {k: data[k] for k in ("name", "seed", *keep)}
         text = json.dumps(payload, sort_keys=True, default=list)

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from study.config import SGD_SCHEDULING, TASK_UNHASHED, ExperimentConfig
+from study.config import SGD_SCHEDULING, ExperimentConfig, task_identity
 
 # Modules whose code decides every stage's results (paths under study/).
 SHARED_MODULES = ("config.py", "tasks.py", "images.py", "encoding.py", "network.py", "runner.py", "stages/__init__.py")
@@ -143,8 +143,7 @@ def stage_hash(cfg: ExperimentConfig, name: str, setting=None) -> str:
     """Hash of everything a stage's raw results depend on: name, seed, task, network, the stage's
     config and the hashes of the stages it reads. For SGD with a setting: that setting's population."""
     stage = STAGES[name]
-    task = {k: v for k, v in _asdict(cfg.task).items() if k not in TASK_UNHASHED}
-    data = {"name": cfg.name, "seed": cfg.seed, "task": task, "network": _asdict(cfg.network)}
+    data = {"name": cfg.name, "seed": cfg.seed, "task": task_identity(cfg.task), "network": _asdict(cfg.network)}
     data |= _sgd_config(cfg, setting) if name == "sgd" else stage.config(cfg)
     reads = stage.reads(cfg)
     if reads:
