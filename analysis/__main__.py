@@ -71,7 +71,8 @@ def build(cfg, results: Path) -> Path:
         out["ep_view"] = ep_view.ep_view_table(runs, estimators, ep, cfg, n_eff)
         out["ep_mass"] = ep_view.ep_mass_table(runs, estimators, ep)
         out["ep_summary"] = ep_view.ep_summary_table(runs, estimators, ep, ep_view.mean_test_error(functions))
-        out["ep_trend"] = ep_view.ep_trend_table(functions, ep, cfg.analysis.confidence)
+        out["ep_trend"] = ep_view.ep_trend_table(functions, ep, np.random.default_rng(cfg.seed + 2),
+                                                 cfg.analysis.bootstrap, cfg.analysis.confidence)
     if cfg.geometry is not None:
         out |= geometry_tables(cfg, raw, joint)
     if cfg.sweep is not None:

@@ -107,13 +107,13 @@ def ep_summary_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
 TREND_QUANTITIES = ("test_error", "lz")  # the columns of functions.csv EP's log P_B is set against
 
 
-def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], confidence: float = 0.95) -> pd.DataFrame:
+def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], rng: np.random.Generator, boot: int,
+                   confidence: float) -> pd.DataFrame:
     """Test error on E and LZ complexity against EP's log10 P_B, per population (functions.csv: one
     row per distinct function it found): Spearman's rank correlation over its functions EP scored,
-    scipy's p-value against no association, and a Fisher-z interval with the rank correlation's
-    standard error sqrt(1.06 / (n - 3)) (Fieller, Hartley and Pearson 1957). Below 0 for the error:
-    the functions with higher P_B generalise better."""
-    z = float(stats.sps.norm.ppf(0.5 + confidence / 2))
+    scipy's p-value against no association, and the bootstrap interval over functions that every
+    rank correlation in the tables has (`stats.spearman_ci`). Below 0 for the error: the functions
+    with higher P_B generalise better."""
     rows = []
     for population, g in functions.groupby("population", sort=False):
         score = log10_scores(ep, g["function"])
@@ -122,9 +122,8 @@ def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], confidence: fl
             y, n = g[quantity].to_numpy(float)[ok], int(ok.sum())
             rho = p = low = high = float("nan")
             if n > 3 and np.ptp(y) > 0 and np.ptp(score[ok]) > 0:
-                rho, p = (float(v) for v in stats.sps.spearmanr(score[ok], y))
-                half = z * np.sqrt(1.06 / (n - 3))
-                low, high = (float(np.tanh(np.arctanh(np.clip(rho, -0.999999, 0.999999)) + s)) for s in (-half, half))
+                rho, low, high = stats.spearman_ci(score[ok], y, rng, boot, confidence)
+                p = float(stats.sps.spearmanr(score[ok], y).pvalue)
             rows.append({"population": population, "quantity": quantity, "functions": n, "spearman": rho,
                          "ci_low": low, "ci_high": high, "p_value": p})
     return pd.DataFrame(rows)

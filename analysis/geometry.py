@@ -168,15 +168,6 @@ def paired_by_function(fn: pd.DataFrame, min_points: int) -> pd.DataFrame:
     return stats.with_q_values(pd.DataFrame(rows), "p_sign_test")
 
 
-def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, boot: int,
-                confidence: float) -> tuple[float, float, float]:
-    rho = sps.spearmanr(x, y).statistic
-    idx = rng.integers(0, len(x), (boot, len(x)))
-    reps = [sps.spearmanr(x[i], y[i]).statistic for i in idx]
-    lo, hi = np.nanquantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(rho), float(lo), float(hi)
-
-
 def in_accessibility(fn: pd.DataFrame, threshold: int, min_points: int) -> pd.Series:
     """The functions E6 uses: well sampled by both populations and with posterior points."""
     return (fn["count_sgd"] >= threshold) & (fn["count_bayes"] >= threshold) & (fn["points_bayes"] >= min_points)
@@ -199,7 +190,7 @@ def accessibility(fn: pd.DataFrame, threshold: int, min_points: int, rng: np.ran
                 y = y.to_numpy(float)
                 both = np.isfinite(x) & np.isfinite(y)
                 if both.sum() >= 5:
-                    rho, lo, hi = spearman_ci(x[both], y[both], rng, boot, confidence)
+                    rho, lo, hi = stats.spearman_ci(x[both], y[both], rng, boot, confidence)
                 else:
                     rho = lo = hi = np.nan
                 rows.append({"setting": setting, "measure": measure, "target": target, "functions": int(both.sum()),

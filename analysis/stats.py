@@ -303,3 +303,14 @@ def with_q_values(table: pd.DataFrame, p_column: str) -> pd.DataFrame:
     if ok.any():
         q[ok] = sps.false_discovery_control(p[ok], method="bh")
     return table.assign(q_value=q, comparisons=int(ok.sum()))
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, boot: int,
+                confidence: float) -> tuple[float, float, float]:
+    """Spearman's rank correlation of x and y with a percentile bootstrap interval over the pairs
+    (the one interval every rank correlation in the tables uses)."""
+    rho = sps.spearmanr(x, y).statistic
+    idx = rng.integers(0, len(x), (boot, len(x)))
+    reps = [sps.spearmanr(x[i], y[i]).statistic for i in idx]
+    lo, hi = np.nanquantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(rho), float(lo), float(hi)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.geometry import finite, mask_unconverged, spearman_ci
+from analysis.geometry import finite, mask_unconverged
+from analysis.stats import spearman_ci
 
 MEASURES = ("ntk_S_entropy_rank", "ntk_X_entropy_rank", "hess_mse_top", "hess_ce_top", "gn_mse_log_det",
             "log_radius_median", "log_radius_relative", "theta_norm")

@@ -150,3 +150,22 @@ def test_mean_test_error_weights_each_function_by_its_runs():
     runs = pd.DataFrame({"setting": "s", "fitted": True, "function": ["a", "a", "a", "b"]})
     summary = ep_view.ep_summary_table(runs, {}, ep, ep_view.mean_test_error(functions)).set_index("population")
     assert summary.loc["s", "test_error_mean"] == pytest.approx(0.125)
+
+
+def test_trend_interval_covers_the_true_rank_correlation_and_excludes_zero_only_when_there_is_one():
+    """Synthetic population of 400 singleton functions whose test error falls with log P_B through
+    Gaussian noise of known size: the population rank correlation of a bivariate normal with
+    correlation r is (6/pi) arcsin(r/2), -0.582 at r = -0.6; the bootstrap interval holds it and
+    excludes 0, and with the errors shuffled (no association, the wrong variant) it holds 0."""
+    rng = np.random.default_rng(3)
+    n, r = 400, -0.6
+    log_pb = rng.normal(size=n)
+    error = r * log_pb + np.sqrt(1 - r**2) * rng.normal(size=n)
+    ep = {f"f{i}": float(v * np.log(10)) for i, v in enumerate(log_pb)}
+    functions = pd.DataFrame({"population": "s", "function": list(ep), "count": 1, "test_error": error})
+    row = ep_view.ep_trend_table(functions, ep, np.random.default_rng(0), 400, 0.95).iloc[0]
+    truth = 6 / np.pi * np.arcsin(r / 2)
+    assert row.functions == n and row.ci_low < truth < row.ci_high < 0 and row.p_value < 1e-6
+    shuffled = functions.assign(test_error=rng.permutation(error))
+    row = ep_view.ep_trend_table(shuffled, ep, np.random.default_rng(0), 400, 0.95).iloc[0]
+    assert row.ci_low < 0 < row.ci_high
