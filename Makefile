@@ -67,7 +67,13 @@ START_TIME := $(shell date +%s)
 # stage-<name> (pattern rule below) runs one stage; the stage names live in study/stages/__init__.py.
 .PHONY: all help venv tex check study analysis figures paper test bench smoke clean distclean FORCE
 
-all: venv tex study analysis figures paper ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
+# Analysis and figures are single-threaded Python: once the stages (which use every core themselves)
+# are done, they run JOBS at a time.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
+all: venv tex study ## set up what is missing and reproduce every table, figure and paper/main.pdf (PROFILE=quick)
+	@$(MAKE) --no-print-directory -j$(JOBS) analysis figures
+	@$(MAKE) --no-print-directory paper
 	@s=$$(( $$(date +%s) - $(START_TIME) )); \
 	printf 'make all (PROFILE=%s): done in %dh %02dm %02ds wall time\n' $(PROFILE) $$((s / 3600)) $$((s % 3600 / 60)) $$((s % 60))
 
@@ -77,7 +83,7 @@ help: ## list the targets with one line each
 	@grep -hE '^[a-zA-Z_ %-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-22s %s\n", $$1, $$2}'
 	@echo
 	@echo 'Variables: PROFILE (configs configs/<experiment>_$$PROFILE.toml), EXPERIMENTS (default: $(EXPERIMENTS)),'
-	@echo '           PYTEST_ARGS (extra pytest flags),'
+	@echo '           PYTEST_ARGS (extra pytest flags), JOBS (analyses and figures at once in make all; default: the cores),'
 	@echo '           STUDY_ARGS (extra flags for python -m study, e.g. --fresh), PYTHON311 (interpreter for .venv)'
 
 # ---------------------------------------------------------------------------------------------
