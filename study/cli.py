@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from study.config import ConfigError, load_or_report
 from study.memory import check_memory
 from study.stages import STAGES, enabled
+from study import store
 from study.store import CorruptChunkError, NonFiniteError, StageBusyError, StaleResultsError
 
 OS_FAULTS = {errno.EROFS: "the file system is read-only", errno.ENOSPC: "no space left on the device",
@@ -31,6 +33,27 @@ def fault_message(err: BaseException) -> str | None:
     return None
 
 
+def parse_shard(text: str | None, environ=os.environ) -> store.Shard:
+    """--shard i/n (0 <= i < n), or "slurm": this task of a Slurm job array (SLURM_ARRAY_TASK_ID
+    counted from SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT). Raises ValueError with the reason."""
+    if text is None:
+        return store.Shard()
+    if text == "slurm":
+        try:
+            i = int(environ["SLURM_ARRAY_TASK_ID"]) - int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
+            n = int(environ["SLURM_ARRAY_TASK_COUNT"])
+        except KeyError as err:
+            raise ValueError(f"--shard slurm outside a Slurm job array: {err.args[0]} is not set") from None
+    else:
+        try:
+            i, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard {text!r}: expected i/n (for example 0/4) or slurm") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: shard {i} of {n} does not exist (0 <= i < n)")
+    return store.Shard(i, n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     parser.add_argument("stage", choices=("check", *STAGES, "run"), help="check: validate the config; "
@@ -43,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--if-enabled", action="store_true",
                         help="a config without the stage's section is skipped, not an error (make stage-<name>)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of a fault (disk, memory)")
+    parser.add_argument("--shard", metavar="i/n", help="split the work over n processes (or hosts sharing the results "
+                        "directory) and run share i (0-based): each chunk belongs to one shard; with `run` each stage "
+                        "waits for the other shards' chunks before the next; 'slurm': this task of a Slurm job array")
     return parser
 
 
@@ -50,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_or_report(args.config)
     if cfg is None:
+        return 2
+    try:
+        store.SHARD = parse_shard(args.shard)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.fresh and store.SHARD.count > 1:
+        print("error: --fresh with --shard would delete the other shards' chunks; run `python -m study <stage> "
+              "--fresh` once without --shard to start over", file=sys.stderr)
         return 2
     from study import devices, runner  # heavy imports (jax, neural-tangents) only after the config is valid
 
@@ -72,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh:
             shutil.rmtree(raw / name, ignore_errors=True)
         try:
-            out = runner.run_stage(cfg, name, Path(args.results), progress=not args.no_progress)
+            out = runner.run_stage(cfg, name, Path(args.results), progress=not args.no_progress,
+                                   wait=args.stage == "run")
         except (StaleResultsError, StageBusyError, NonFiniteError, CorruptChunkError, runner.StageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -82,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"error: stage {name}: {message} (--debug shows the traceback)", file=sys.stderr)
             return 130 if isinstance(err, KeyboardInterrupt) else 1
+        if out is None:
+            print(f"shard {store.SHARD.index}/{store.SHARD.count}: stage {name}: this shard's chunks are done; the "
+                  "other shards' are not yet, and the last shard to finish writes the tables")
+            return 0
         print(f"wrote {out}")
     if args.stage == "run":
         runner.write_done(cfg, Path(args.results), todo)

@@ -24,8 +24,9 @@ import pandas as pd
 from study.config import ExperimentConfig
 from study.network import Network, build_network
 from study.stages import STAGES, Stage, stage_hash
-from study.store import (Allowed, atomic_write_json, atomic_write_npz, claim_directory, lock_directory, read_chunks,
-                         run_chunks, write_raw_table, write_sidecar)
+from study import store
+from study.store import (Allowed, atomic_write_json, atomic_write_npz, chunks_missing, claim_directory, lock_directory,
+                         read_chunks, run_chunks, write_raw_table, write_sidecar)
 from study.tasks import Task, task_from_config
 
 
@@ -52,6 +53,7 @@ class Part:
     config_hash: str | None = None  # claims subdir for this hash (an SGD setting); default the stage's
     allowed: Allowed | None = None  # non-finite values allowed in its chunk tables (store.check_finite)
     chunk_files: Callable[[int], list[Path]] = lambda c: []  # other files compute(c) writes
+    sequential: bool = False  # chunk c continues from chunk c - 1 (MCMC): one process computes them all
 
 
 @dataclass
@@ -84,8 +86,44 @@ class Context:
         return path
 
 
-def run_stage(cfg: ExperimentConfig, name: str, results: Path, progress: bool = True) -> Path:
-    """Run (or resume, or only re-assemble) one stage; return its first output file."""
+def shares(parts: list[Part], shard: store.Shard) -> list[Callable[[int], bool]]:
+    """Which chunks of each part this shard computes: the units of work (a chunk, or a whole
+    sequential part) dealt round-robin over the shards in plan order, so that every chunk has
+    exactly one owner and one process (shard 0 of 1) owns them all."""
+    mine, k = [], 0
+    for part in parts:
+        if part.sequential:
+            own = k % shard.count == shard.index
+            mine.append(lambda c, own=own: own)
+            k += 1
+        else:
+            mine.append(lambda c, first=k: (first + c) % shard.count == shard.index)
+            k += part.n_chunks
+    return mine
+
+
+WAIT_POLL_SECONDS = 2.0
+
+
+def wait_for(missing: list[Path], name: str) -> None:
+    """Block until every chunk in `missing` has its record (written by the other shards), saying
+    once a minute what is still missing."""
+    last = time.monotonic()
+    while missing := chunks_missing(missing):
+        if time.monotonic() - last > 60:
+            print(f"shard {store.SHARD.index}/{store.SHARD.count}: stage {name} waits for {len(missing)} chunk(s) of "
+                  f"the other shards, first {missing[0]}", flush=True)
+            last = time.monotonic()
+        time.sleep(WAIT_POLL_SECONDS)
+
+
+def run_stage(cfg: ExperimentConfig, name: str, results: Path, progress: bool = True, wait: bool = False) -> Path | None:
+    """Run (or resume, or only re-assemble) one stage; return its first output file.
+
+    Split over processes (store.SHARD), this process computes its share of the chunks; then, if
+    another shard's chunks are still missing, it returns None (the last shard to finish writes the
+    tables), or with `wait` blocks until they are there. Every process that finds all chunks
+    present writes the same tables (atomically, from the same chunks)."""
     stage = STAGES[name]
     module = importlib.import_module(f"study.stages.{name}")
     task, net = setup(cfg)
@@ -100,14 +138,19 @@ def run_stage(cfg: ExperimentConfig, name: str, results: Path, progress: bool = 
     key = jax.random.fold_in(jax.random.key(cfg.seed, impl=stage.prng(cfg)), stage.stream)
     ctx = Context(cfg, stage, Path(results), progress, task, net, key, config_hash, directory)
     start = time.perf_counter()
-    done = []
-    for part in module.plan(ctx):
+    parts = module.plan(ctx)
+    tables = []
+    for part, mine in zip(parts, shares(parts, store.SHARD)):
         where = directory / part.subdir
         if part.subdir or part.config_hash:
             claim_directory(where, name, part.config_hash or config_hash, f"{name} chunks ({part.desc})")
-        tables = run_chunks(where, part.n_chunks, part.compute, part.desc, progress, part.allowed, part.chunk_files)
-        done.append(read_chunks(tables))
-    outputs, sidecar = module.finalise(ctx, done)
+        tables.append(run_chunks(where, part.n_chunks, part.compute, part.desc, progress, part.allowed,
+                                 part.chunk_files, mine))
+    missing = [p for t in tables for p in chunks_missing(t)]
+    if missing and not wait:
+        return None
+    wait_for(missing, name)
+    outputs, sidecar = module.finalise(ctx, [read_chunks(t) for t in tables])
     undeclared = set(outputs) - set(stage.outputs)
     if undeclared or stage.outputs[0] not in outputs:
         raise AssertionError(f"stage {name} wrote {sorted(outputs)}; the registry declares {stage.outputs}")

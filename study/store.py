@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -211,14 +211,20 @@ class StageBusyError(RuntimeError):
     """Another process is writing the same stage directory."""
 
 
-_HELD_LOCKS: dict[Path, int] = {}  # stage directory -> descriptor of its lock file, held until exit
+_HELD_LOCKS: dict[Path, int] = {}  # lock file -> its descriptor, held until exit
 
 
-def lock_directory(directory: Path) -> None:
-    """Hold an exclusive advisory lock (flock) on directory/.lock for the rest of this process, so that
-    only one process writes a stage's chunks at a time; a second one gets StageBusyError at once.
-    The kernel drops the lock when the process ends, however it ends (kill -9 included)."""
-    path = directory.resolve() / ".lock"
+class Shard(NamedTuple):
+    """This process's share of every stage when several processes split the chunks: shard `index`
+    of `count` (python -m study --shard i/n, or a Slurm array's task). One process: 0 of 1."""
+    index: int = 0
+    count: int = 1
+
+
+SHARD = Shard()  # set once by the command line (study/cli.py) before any stage runs
+
+
+def _flock(path: Path, mode: int, directory: Path) -> None:
     held = _HELD_LOCKS.get(path)
     if held is not None:
         try:
@@ -230,12 +236,26 @@ def lock_directory(directory: Path) -> None:
         del _HELD_LOCKS[path]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~UMASK)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise StageBusyError(f"another process is writing {directory} (its lock {path} is held): wait for it to "
                              "finish, then rerun; finished chunks are kept") from None
     _HELD_LOCKS[path] = fd
+
+
+def lock_directory(directory: Path) -> None:
+    """Hold an advisory lock (flock) on directory/.lock for the rest of this process, so that only
+    one process writes a stage's chunks at a time; a second one gets StageBusyError at once. The
+    shards of a split run (SHARD) share .lock and each holds its own .lock-<i>-of-<n> exclusively,
+    so they write side by side while a second copy of a shard, or an unsplit run, is refused.
+    The kernel drops the locks when the process ends, however it ends (kill -9 included)."""
+    directory = directory.resolve()
+    if SHARD.count == 1:
+        _flock(directory / ".lock", fcntl.LOCK_EX, directory)
+        return
+    _flock(directory / ".lock", fcntl.LOCK_SH, directory)
+    _flock(directory / f".lock-{SHARD.index}-of-{SHARD.count}", fcntl.LOCK_EX, directory)
 
 
 def claim_directory(directory: Path, stage: str, config_hash: str, description: str) -> None:
@@ -288,7 +308,8 @@ def chunk_record(table: Path) -> tuple[dict, str | None]:
 
 def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd.DataFrame, dict]],
                desc: str, progress: bool = True, allowed: Allowed | None = None,
-               chunk_files: Callable[[int], list[Path]] = lambda c: []) -> list[Path]:
+               chunk_files: Callable[[int], list[Path]] = lambda c: [],
+               mine: Callable[[int], bool] = lambda c: True) -> list[Path]:
     """Compute the chunks not yet on disk, writing each as it finishes; return the chunk tables.
 
     compute(c) returns the chunk's table and a dict of chunk statistics; chunk_files(c) names the
@@ -297,18 +318,22 @@ def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd
     chunk is complete iff its record exists. A finished chunk whose files fail their checksums
     (chunk_record) is reported and computed again, never merged. A chunk table with a non-finite
     value outside `allowed` (check_finite) stops the stage before it is written, so the failure
-    shows at the chunk that made it.
+    shows at the chunk that made it. Only the chunks c with mine(c) are computed (a shard's share);
+    the others are left to their own process.
     """
     tables = [directory / f"chunk_{c:05d}.csv" for c in range(n_chunks)]
     todo = []
     for c, table in enumerate(tables):
+        if not mine(c):
+            continue
         if not table.with_suffix(".json").exists():
             todo.append(c)
         elif (problem := chunk_record(table)[1]) is not None:
             print(f"warning: {desc} chunk {c} ({table}): {problem}; computing it again", file=sys.stderr)
             table.with_suffix(".json").unlink()
             todo.append(c)
-    with tqdm(total=n_chunks, initial=n_chunks - len(todo), desc=desc, unit="chunk", disable=not progress,
+    share = sum(map(mine, range(n_chunks)))
+    with tqdm(total=share, initial=share - len(todo), desc=desc, unit="chunk", disable=not progress,
               dynamic_ncols=True) as bar:
         for c in todo:
             table, stats = compute(c)
@@ -320,10 +345,15 @@ def run_chunks(directory: Path, n_chunks: int, compute: Callable[[int], tuple[pd
     return tables
 
 
+def chunks_missing(tables: list[Path]) -> list[Path]:
+    """The chunk tables whose record is not (yet) on disk."""
+    return [p for p in tables if not p.with_suffix(".json").exists()]
+
+
 def read_chunks(tables: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All chunk tables concatenated (each verified against its record), and one row of
     statistics per chunk."""
-    missing = [p for p in tables if not p.with_suffix(".json").exists()]
+    missing = chunks_missing(tables)
     if missing:
         raise FileNotFoundError(f"{len(missing)} chunk(s) missing, first {missing[0]}: run the stage to completion")
     frames, stats = [], []

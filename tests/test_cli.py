@@ -1,5 +1,7 @@
 """The command line (study/cli.py): bad configs and files are refused before any work, machine
 faults end in one line saying what to do."""
+from pathlib import Path
+
 import pytest
 
 from study import cli
@@ -50,3 +52,28 @@ def test_a_full_disk_ends_in_one_line_and_debug_shows_the_traceback(tmp_path, ca
     assert "no space left on the device" in err and "manifest.json" in err and "Traceback" not in err
     with pytest.raises(OSError):
         cli.main(args + ["--debug"])
+
+
+def test_shards_from_the_command_line_and_from_a_slurm_array():
+    from study.store import Shard
+    assert cli.parse_shard(None) == Shard(0, 1) and cli.parse_shard("3/4") == Shard(3, 4)
+    slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3"}
+    assert cli.parse_shard("slurm", slurm) == Shard(1, 3)
+    for bad, why in (("4/4", "does not exist"), ("-1/2", "does not exist"), ("1of2", "expected i/n")):
+        with pytest.raises(ValueError, match=why):
+            cli.parse_shard(bad)
+    with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_COUNT is not set"):
+        cli.parse_shard("slurm", {"SLURM_ARRAY_TASK_ID": "0"})
+
+
+def test_fresh_is_refused_for_a_shard_before_anything_is_deleted(tmp_path, capsys, monkeypatch):
+    from study import store
+    monkeypatch.setattr(store, "SHARD", store.Shard())
+    stage_dir = tmp_path / "e1_smoke" / "raw" / "rejection"
+    stage_dir.mkdir(parents=True)
+    (stage_dir / "chunk_00000.json").write_text("{}")
+    config = str(Path(cli.__file__).parents[1] / "configs" / "e1_smoke.toml")
+    code = cli.main(["rejection", "--config", config, "--results", str(tmp_path), "--fresh",
+                     "--shard", "0/2"])
+    assert code == 2 and "delete the other shards' chunks" in capsys.readouterr().err
+    assert (stage_dir / "chunk_00000.json").exists()

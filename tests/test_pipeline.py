@@ -363,3 +363,25 @@ def test_cnn_image_task_is_compared_with_the_exact_nngp_sample(tmp_path):
     macros = (out / "macros.tex").read_text()
     assert r"\newcommand{\EThreecnnReference}{NNGP exact}" in macros
     assert r"\newcommand{\EThreecnnNetWidths}{8x8-c8-32-1}" in macros
+
+
+def test_two_shards_on_localhost_write_the_tables_of_one_process(smoke, tmp_path):
+    """`python -m study run --shard 0/2` and `--shard 1/2` started together on one results
+    directory (each stage's chunks dealt between them, the MCMC chains to one, each stage waiting
+    for the other's chunks before the next): every raw table byte-identical to the one-process
+    run's, and the kept parameters equal."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "study", "run", "--config", str(SMOKE), "--results", str(tmp_path),
+                               "--no-progress", "--shard", f"{i}/2"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    split, compared = tmp_path / SMOKE.stem / "raw", 0
+    for path in sorted((smoke / "raw").glob("*.csv")):
+        if not path.name.endswith("_timings.csv"):
+            assert (split / path.name).read_bytes() == path.read_bytes(), f"{path.name} differs when split"
+            compared += 1
+    assert compared >= len(RAW)
+    for name in ("sgd_params.npz", "mcmc_states.npz"):
+        with np.load(smoke / "raw" / name) as a, np.load(split / name) as b:
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)

@@ -70,3 +70,35 @@ def test_a_stage_reads_only_what_it_declares_and_what_exists(tmp_path, fake_stag
     monkeypatch.setitem(stages.STAGES, "rejection", declared)
     with pytest.raises(runner.StageError, match="python -m study sgd"):  # its hash changed: a new directory
         runner.run_stage(CFG, "rejection", tmp_path / "declared", progress=False)
+
+
+def test_shards_split_the_chunks_without_overlap_and_the_last_writes_the_tables(tmp_path, fake_stage, monkeypatch):
+    """Shard 0 of 2 computes its share of the two parts and leaves the tables to the other; shard 1
+    computes the rest and writes the same table one process writes: every chunk computed once."""
+    from study import store
+    calls, _ = fake_stage
+    monkeypatch.setattr(store, "SHARD", store.Shard(0, 2))
+    assert runner.run_stage(CFG, "rejection", tmp_path / "split", progress=False) is None
+    first = list(calls)
+    assert not (tmp_path / "split" / "t" / "raw" / "rejection_counts.csv").exists()
+    monkeypatch.setattr(store, "SHARD", store.Shard(1, 2))
+    out = runner.run_stage(CFG, "rejection", tmp_path / "split", progress=False)
+    second = calls[len(first):]
+    assert first and second and not set(first) & set(second)
+    monkeypatch.setattr(store, "SHARD", store.Shard())
+    calls.clear()
+    whole = runner.run_stage(CFG, "rejection", tmp_path / "whole", progress=False)
+    assert sorted(first + second) == sorted(calls) and len(calls) == 6
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_every_chunk_has_one_owner_and_a_sequential_part_one_process():
+    parts = [runner.Part(5, None, "a"), runner.Part(4, None, "chain", sequential=True), runner.Part(3, None, "b")]
+    for n in (1, 2, 3, 5):
+        owners = [[i for i in range(n) if runner.shares(parts, runner.store.Shard(i, n))[p](c)]
+                  for p, part in enumerate(parts) for c in range(part.n_chunks)]
+        assert all(len(o) == 1 for o in owners)
+        chain = {o[0] for o in owners[5:9]}
+        assert len(chain) == 1  # chunk c of a sequential part continues from c - 1: one owner for all
+        if n == 2:
+            assert {o[0] for o in owners} == {0, 1}

@@ -129,6 +129,26 @@ def test_a_second_process_cannot_write_a_locked_stage_directory(tmp_path):
     assert run().returncode == 0
 
 
+def test_shards_lock_side_by_side_but_not_twice_nor_beside_an_unsplit_run(tmp_path, monkeypatch):
+    """Shard 0 of 2 holds its locks; shard 1 of 2 in another process may write beside it, a second
+    shard 0 or an unsplit run may not."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(store, "SHARD", store.Shard(0, 2))
+    store.lock_directory(tmp_path)
+    probe = ("import sys; from pathlib import Path; from study import store\n"
+             "store.SHARD = store.Shard(int(sys.argv[2]), int(sys.argv[3]))\n"
+             "try:\n    store.lock_directory(Path(sys.argv[1]))\nexcept store.StageBusyError as e:\n"
+             "    print(e); sys.exit(3)\n")
+    run = lambda i, n: subprocess.run([sys.executable, "-c", probe, str(tmp_path), str(i), str(n)], capture_output=True,
+                                      text=True, cwd=store.Path(store.__file__).parents[1]).returncode
+    assert run(1, 2) == 0 and run(0, 2) == 3 and run(0, 1) == 3
+    for name in (".lock", ".lock-0-of-2"):
+        store.os.close(store._HELD_LOCKS.pop((tmp_path / name).resolve()))  # as if this process had ended
+    assert run(0, 1) == 0
+
+
 def test_code_fingerprint_ignores_prose_and_sees_code():
     """A docstring or comment edit keeps a stage's code hash; a change to what runs changes it."""
     source = '''"""Module doc."""

@@ -125,7 +125,7 @@ def _population_part(ctx: Context, directory: Path, subdir: str, key: jax.Array,
         return pd.DataFrame(rows, columns=["chunk", "group", "function", "count"]), stats
 
     return Part(mc.samples // mc.chunk_samples, compute, population.replace("bayes_", ""), subdir=subdir,
-                chunk_files=lambda c: [directory / f"traces_{c:05d}.npz", state_file(directory, c)])
+                chunk_files=lambda c: [directory / f"traces_{c:05d}.npz", state_file(directory, c)], sequential=True)
 
 
 def state_file(directory: Path, c: int) -> Path:
