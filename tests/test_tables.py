@@ -171,3 +171,19 @@ def test_effective_size_of_grouped_rejection_is_its_size_over_the_largest_design
     assert size[0] == pytest.approx(1.0) and size[1] == 30 and size[None] == pytest.approx(50 / both)
     plain = tables.effective_sizes({**raw, "rejection_chunks": chunks.assign(readouts=1)}, CFG)["bayes_rejection"]
     assert plain == {None: 50.0, 0: 20.0, 1: 30.0}
+
+
+def test_ep_values_equal_up_to_its_convergence_noise_rank_as_ties():
+    """Six functions equally probable by symmetry get EP values 1e-9 nats apart, ordered against
+    their sample counts: ranked as ties (tables.EP_TIE_NATS), Spearman is that of the exact values;
+    ranking the noise (the wrong variant) turns it negative."""
+    from scipy.stats import spearmanr
+    counts = {"f0": 100, **{f"f{i}": 8 + 2 * i for i in range(1, 7)}}
+    exact = {"f0": -1.0, **{f"f{i}": -3.0 for i in range(1, 7)}}
+    noisy = {"f0": -1.0, **{f"f{i}": -3.0 - 1e-9 * i for i in range(1, 7)}}
+    table = tables.compare_to_fixed("x_vs_nngp_ep", "x", counts, noisy, CFG, np.random.default_rng(0), False)
+    rho = table.loc[table["statistic"] == "spearman_log", "value"].iat[0]
+    keys = sorted(counts)
+    a = np.log([counts[k] for k in keys])
+    assert rho == pytest.approx(spearmanr(a, [exact[k] for k in keys])[0]) and rho > 0.3
+    assert spearmanr(a, [noisy[k] for k in keys])[0] < 0
