@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis import stats
 from analysis.macros import fmt, macro_name, source
-from analysis.tables import EP_TIE_NATS, bayes_counts, matched, sgd_counts, unavailable, with_q_values
+from analysis.tables import bayes_counts, ep_ranked, matched, sgd_counts, unavailable, with_q_values
 from study.config import ExperimentConfig
 
 BIN_DECADES = 1.0  # width of the bins of log10 P_B
@@ -122,7 +122,7 @@ def ep_trend_table(functions: pd.DataFrame, ep: dict[str, float], rng: np.random
             y, n = g[quantity].to_numpy(float)[ok], int(ok.sum())
             rho = p = low = high = float("nan")
             if n > 3 and np.ptp(y) > 0 and np.ptp(score[ok]) > 0:
-                ranked = np.round(score[ok] * np.log(10) / EP_TIE_NATS)  # EP's noise-level differences tie
+                ranked = ep_ranked(score[ok] * np.log(10))  # EP's noise-level differences tie
                 rho, low, high = stats.spearman_ci(ranked, y, rng, boot, confidence)
                 p = float(stats.sps.spearmanr(ranked, y).pvalue)
             rows.append({"population": population, "quantity": quantity, "functions": n, "spearman": rho,

@@ -82,6 +82,11 @@ def joint_table(sgd: dict[str, int], bayes: dict[str, int], setting: str, task: 
 EP_TIE_NATS = 1e-4
 
 
+def ep_ranked(log_p_nats: np.ndarray) -> np.ndarray:
+    """EP log-probabilities (nats) as values to rank: equal within EP_TIE_NATS."""
+    return np.round(np.asarray(log_p_nats) / EP_TIE_NATS)
+
+
 def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str, float], cfg: ExperimentConfig,
                      rng: np.random.Generator, complete: bool, n_eff: float | None = None) -> pd.DataFrame:
     """Sample a against a computed distribution (EP's log P_B per function). Correlations over the
@@ -109,7 +114,7 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
         pa, pq = np.log(x[keep] / x.sum()), np.log(q[keep])
         if n >= 3 and np.ptp(pa) > 0 and np.ptp(pq) > 0:  # else undefined, NaN
             out["pearson_log"] = float(np.corrcoef(pa, pq)[0, 1])
-            out["spearman_log"] = float(stats.sps.spearmanr(pa, np.round(pq / EP_TIE_NATS))[0])
+            out["spearman_log"] = float(stats.sps.spearmanr(pa, ep_ranked(pq))[0])
             out["slope_log"] = float(np.polyfit(pq, pa, 1)[0])
         if complete:
             p = x / x.sum()
