@@ -260,10 +260,7 @@ def bench_ep(net, cases, n_functions):
         rng = np.random.default_rng(0)
         fs = (rng.random((n_functions, n_test)) < 0.5 if n_test <= 12 else
               task.y_test[None] ^ (rng.random((n_functions, n_test)) < rng.uniform(0, 0.3, (n_functions, 1))))
-        ep_batch.ep_log_pb_batched(K, task.y_train, fs[:64])  # compiles the batch shape timed below
-        t = time.perf_counter()
-        batched = ep_batch.ep_log_pb_batched(K, task.y_train, fs)
-        t_batched = (time.perf_counter() - t) / n_functions
+        batched, t_batched = time_ep(ep_batch.ep_log_pb_batched, K, task.y_train, fs)
         few = max(4, n_functions // 16)  # the sequential sweep is slow at N = 128: time a subset
         t = time.perf_counter()
         seq = nngp.ep_log_pb_many(K, task.y_train, fs[:few])
@@ -286,6 +283,18 @@ def bench_ep(net, cases, n_functions):
               f"{1e3 * t_chol * sweeps:.2f} ms per function before any other work")
 
 
+EP_BATCH = 64  # the functions per call of study/ep_batch.py's methods (their default `batch`)
+
+
+def time_ep(method, K, y_S, fs):
+    """(scores, seconds per function) of a batched EP method (study/ep_batch.py) on the rows of fs,
+    after one call on a single batch that compiles the batch shape timed."""
+    method(K, y_S, fs[:EP_BATCH])
+    t = time.perf_counter()
+    scores = method(K, y_S, fs)
+    return scores, (time.perf_counter() - t) / len(fs)
+
+
 def bench_image(peak, runs, loop_runs, n_functions):
     """E3's quick setting (configs/e3_quick.toml: 8x8 digits, m = 100, |E| = 20, 64-256-256-1):
     the SGD population's runs/s against the one-at-a-time loop, and EP's ms per function by the
@@ -302,13 +311,10 @@ def bench_image(peak, runs, loop_runs, n_functions):
     rng = np.random.default_rng(0)
     fs = task.y_test[None] ^ (rng.random((n_functions, n_test)) < rng.uniform(0, 0.3, (n_functions, 1)))
     print(f"\n[NNGP EP, image task] m={len(task.train_idx)}, |E|={n_test}, {net.n_params} parameters: "
-          f"ms per function ({n_functions} functions, batches of 64)")
+          f"ms per function ({n_functions} functions, batches of {EP_BATCH})")
     scores = {}
     for name, fn in (("ratio", ep_batch.ep_log_pb_batched), ("predictive", ep_batch.ep_log_pb_predictive)):
-        fn(K, task.y_train, fs[:64])  # compiles the batch shape timed below
-        t = time.perf_counter()
-        scores[name] = fn(K, task.y_train, fs)
-        t = (time.perf_counter() - t) / n_functions
+        scores[name], t = time_ep(fn, K, task.y_train, fs)
         failed = int((scores[name].status != "converged").sum())
         print(f"  {name:<10}: {1e3 * t:8.3f} ms per function; failed {failed}/{n_functions}")
     diff = scores["predictive"].log_pb - scores["ratio"].log_pb
