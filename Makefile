@@ -28,7 +28,14 @@ PY = .venv/bin/python
 
 PYTHON311 ?= python3.11
 PIP_VERSION = 26.3
-VENV_STAMP = .venv/.installed
+# ACCEL=cuda12: the CUDA 12 build of the same jax/jaxlib (requirements/lock-cuda12.txt: the CPU lock plus
+# the plugin and the NVIDIA libraries); cpu (default): requirements/lock.txt. `make venv ACCEL=cuda12` once
+# on a GPU machine; later targets keep what is installed.
+ACCEL ?= cpu
+LOCK_cpu = requirements/lock.txt
+LOCK_cuda12 = requirements/lock-cuda12.txt
+LOCK = $(or $(LOCK_$(ACCEL)),$(error ACCEL=$(ACCEL) is not known: use cpu (the default) or cuda12))
+VENV_STAMP = .venv/.installed$(if $(filter-out cpu,$(ACCEL)),-$(ACCEL))
 PYTEST_ARGS ?=
 # Extra flags for `python -m study` (e.g. STUDY_ARGS=--fresh); progress bars off under CI.
 STUDY_ARGS ?= $(if $(CI),--no-progress)
@@ -84,14 +91,15 @@ help: ## list the targets with one line each
 	@echo
 	@echo 'Variables: PROFILE (configs configs/<experiment>_$$PROFILE.toml), EXPERIMENTS (default: $(EXPERIMENTS)),'
 	@echo '           PYTEST_ARGS (extra pytest flags), JOBS (analyses and figures at once in make all; default: the cores),'
-	@echo '           STUDY_ARGS (extra flags for python -m study, e.g. --fresh), PYTHON311 (interpreter for .venv)'
+	@echo '           STUDY_ARGS (extra flags for python -m study, e.g. --fresh), PYTHON311 (interpreter for .venv),'
+	@echo '           ACCEL (cpu, the default, or cuda12: the CUDA 12 build of jax for make venv)'
 
 # ---------------------------------------------------------------------------------------------
 # Environment
 
-venv: $(VENV_STAMP) ## Python 3.11 virtualenv .venv with the exact pins of requirements/lock.txt
+venv: $(VENV_STAMP) ## Python 3.11 virtualenv .venv with the exact pins of requirements/lock.txt (ACCEL=cuda12: lock-cuda12.txt)
 
-$(VENV_STAMP): requirements/lock.txt
+$(VENV_STAMP): $(LOCK) requirements/lock.txt
 	@if [ -x $(PY) ]; then \
 	  $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
 	    echo "error: .venv is not Python 3.11 ($$($(PY) --version 2>&1)); remove it (make distclean) and rerun" >&2; exit 1; }; \
@@ -115,7 +123,7 @@ $(VENV_STAMP): requirements/lock.txt
 	  fi; \
 	fi
 	$(PY) -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
-	$(PY) -m pip install --disable-pip-version-check -r requirements/lock.txt
+	$(PY) -m pip install --disable-pip-version-check -r $(LOCK)
 	$(PY) -m pip install --disable-pip-version-check --no-deps -e .
 	touch $@
 
