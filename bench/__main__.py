@@ -3,12 +3,15 @@ ratio against baselines measured in this same run on this machine (no stored num
   * dense matmul peak: jax sgemm (2048^3, float32), the denominator of every FLOP fraction;
   * the plain sampler: vmap of stax init_fn (one key per network) + apply on all inputs;
   * the plain SGD loop: one network at a time, a jit-compiled optax step in a Python loop,
-    stopping at 100% training accuracy (checked on the host after every step).
-Usage: python -m bench [--quick]   (--quick: smaller samples, for a fast look)
+    stopping at 100% training accuracy (checked on the host after every step);
+  * stage scaling: every population stage as `python -m study <stage>` runs it, on one core against all
+    cores in one process and one shard per core (bench/stages.py).
+Usage: python -m bench [--quick] [--only SECTION ...]   (--quick: smaller samples, for a fast look)
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import warnings
 
 from study import geometry, mcmc, nngp, rejection, sgd
 from study.devices import use_every_core
+from bench.stages import bench_stage_scaling
 from study.diagnostics import TOP_FUNCTIONS_TRACED
 from study.config import NetworkConfig, SGDConfig, SGDSetting
 from study.network import build_network
@@ -346,32 +350,58 @@ def bench_geometry(net, ms, points):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)")
     args = parser.parse_args(argv)
     scale = 4 if args.quick else 1
     use_every_core()
     print(f"devices: {jax.devices()}")
-    peak = sgemm_peak()
-    print(f"[peak] jax sgemm 2048^3 float32: {peak / 1e9:.1f} GFLOP/s")
-    net = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=0.0), 7)
-    quick_task = make_task(7, "majority", 10, 10, 0)
-    all_inputs = make_task(7, "majority", 32, 96, 0)
-    for prng in ("threefry2x32", "rbg"):
-        bench_sampler(peak, net, quick_task, "quick-profile task (m=10, |E|=10)", 1024, 512 // scale, prng)
-    bench_sampler(peak, net, all_inputs, "all 128 inputs (m=32, |E|=96)", 1024, 256 // scale, "rbg")
-    bench_sgd(peak, net, make_task(7, "majority", 32, 16, 0), SGDSetting("ref", "sgd", 0.1, 8, "ce"),
-              8192 // scale, 100 // scale)
-    bench_sgd(peak, net, quick_task, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale, 100 // scale)
-    # E1M, Mingard's setting: sigma_b = 1, the "0011" x 32 target, m = 32, E = the other 96 inputs
-    net_e1m = build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=1.0), 7)
-    bench_sgd(peak, net_e1m, make_task(7, "0x" + "3" * 32, 32, 96, 0), SGDSetting("e1m_b8", "sgd", 0.05, 8, "ce"),
-              8192 // scale, 50 // scale)
-    bench_grouped(net, (10, 16), 20 / scale)
-    bench_mcmc_vs_rejection(net, (10, 16, 24, 32), 256, 256 // scale, 10, 2**23 // scale)
-    bench_ep(net, [(10, 10, 0.0, "majority"), (32, 10, 0.0, "majority"), (64, 10, 0.0, "majority"),
-                   (32, 96, 1.0, "0x" + "3" * 32), (64, 64, 1.0, "0x" + "3" * 32)], 512 // scale)
-    bench_geometry(net, (10, 32), 128 // scale)
-    bench_image(peak, 256 // scale, 20 // scale, 1024 // scale)
+    for name in args.only or SECTIONS:
+        SECTIONS[name](scale)
     return 0
+
+
+def peak_once() -> float:
+    global PEAK
+    if PEAK is None:
+        PEAK = sgemm_peak()
+        print(f"[peak] jax sgemm 2048^3 float32: {PEAK / 1e9:.1f} GFLOP/s")
+    return PEAK
+
+
+PEAK = None
+
+
+@functools.cache
+def net(sigma_b: float = 0.0):
+    """7-40-40-1 (built on first use: after use_every_core has set the devices)."""
+    return build_network(NetworkConfig(widths=(40, 40), sigma_w=1.0, sigma_b=sigma_b), 7)
+
+
+QUICK_TASK = make_task(7, "majority", 10, 10, 0)
+ALL_INPUTS = make_task(7, "majority", 32, 96, 0)
+# E1M, Mingard's setting: sigma_b = 1, the "0011" x 32 target, m = 32, E = the other 96 inputs
+E1M_TASK = make_task(7, "0x" + "3" * 32, 32, 96, 0)
+SECTIONS = {
+    "sampler": lambda scale: [
+        *(bench_sampler(peak_once(), net(), QUICK_TASK, "quick-profile task (m=10, |E|=10)", 1024, 512 // scale, prng)
+          for prng in ("threefry2x32", "rbg")),
+        bench_sampler(peak_once(), net(), ALL_INPUTS, "all 128 inputs (m=32, |E|=96)", 1024, 256 // scale, "rbg")],
+    "sgd": lambda scale: [
+        bench_sgd(peak_once(), net(), make_task(7, "majority", 32, 16, 0), SGDSetting("ref", "sgd", 0.1, 8, "ce"),
+                  8192 // scale, 100 // scale),
+        bench_sgd(peak_once(), net(), QUICK_TASK, SGDSetting("quick_b2", "sgd", 0.1, 2, "ce"), 16384 // scale,
+                  100 // scale),
+        bench_sgd(peak_once(), net(1.0), E1M_TASK,
+                  SGDSetting("e1m_b8", "sgd", 0.05, 8, "ce"), 8192 // scale, 50 // scale)],
+    "grouped": lambda scale: bench_grouped(net(), (10, 16), 20 / scale),
+    "mcmc": lambda scale: bench_mcmc_vs_rejection(net(), (10, 16, 24, 32), 256, 256 // scale, 10, 2**23 // scale),
+    "ep": lambda scale: bench_ep(net(), [(10, 10, 0.0, "majority"), (32, 10, 0.0, "majority"),
+                                       (64, 10, 0.0, "majority"), (32, 96, 1.0, "0x" + "3" * 32),
+                                       (64, 64, 1.0, "0x" + "3" * 32)], 512 // scale),
+    "geometry": lambda scale: bench_geometry(net(), (10, 32), 128 // scale),
+    "image": lambda scale: bench_image(peak_once(), 256 // scale, 20 // scale, 1024 // scale),
+    "stages": bench_stage_scaling,
+}
 
 
 if __name__ == "__main__":
