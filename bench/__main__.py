@@ -360,15 +360,12 @@ def main(argv=None) -> int:
     return 0
 
 
+@functools.cache
 def peak_once() -> float:
-    global PEAK
-    if PEAK is None:
-        PEAK = sgemm_peak()
-        print(f"[peak] jax sgemm 2048^3 float32: {PEAK / 1e9:.1f} GFLOP/s")
-    return PEAK
-
-
-PEAK = None
+    """The sgemm peak, measured (and printed) on first use by a section that needs it."""
+    peak = sgemm_peak()
+    print(f"[peak] jax sgemm 2048^3 float32: {peak / 1e9:.1f} GFLOP/s")
+    return peak
 
 
 @functools.cache
