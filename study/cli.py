@@ -34,10 +34,13 @@ def fault_message(err: BaseException) -> str | None:
 
 
 def parse_shard(text: str | None, environ=os.environ) -> store.Shard:
-    """--shard i/n (0 <= i < n), or "slurm": this task of a Slurm job array (SLURM_ARRAY_TASK_ID
-    counted from SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT). Raises ValueError with the reason."""
+    """--shard i/n (0 <= i < n); "slurm": this task of a Slurm job array (SLURM_ARRAY_TASK_ID
+    counted from SLURM_ARRAY_TASK_MIN, of SLURM_ARRAY_TASK_COUNT); "jax": this process of a
+    jax.distributed job (`distributed_shard`). Raises ValueError with the reason."""
     if text is None:
         return store.Shard()
+    if text == "jax":
+        return distributed_shard(environ)
     if text == "slurm":
         try:
             i = int(environ["SLURM_ARRAY_TASK_ID"]) - int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
@@ -48,10 +51,40 @@ def parse_shard(text: str | None, environ=os.environ) -> store.Shard:
         try:
             i, n = (int(x) for x in text.split("/"))
         except ValueError:
-            raise ValueError(f"--shard {text!r}: expected i/n (for example 0/4) or slurm") from None
+            raise ValueError(f"--shard {text!r}: expected i/n (for example 0/4), slurm or jax") from None
     if not 0 <= i < n:
         raise ValueError(f"--shard {text!r}: shard {i} of {n} does not exist (0 <= i < n)")
     return store.Shard(i, n)
+
+
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def distributed_shard(environ=os.environ) -> store.Shard:
+    """This process's share of a jax.distributed job: shard jax.process_index() of
+    jax.process_count(), after jax.distributed.initialize(). Where JAX_NUM_PROCESSES or
+    JAX_PROCESS_ID is set, the three DISTRIBUTED_ENV variables say where the coordinator (process
+    0) listens, how many processes there are and which one this is (a launch by hand, or on
+    localhost); otherwise JAX reads them from the cluster it detects (Slurm, Open MPI, Kubernetes,
+    Cloud TPU). Must run before JAX starts its backends. Raises ValueError with the reason."""
+    import jax
+
+    kwargs = {}
+    if any(name in environ for name in DISTRIBUTED_ENV[1:]):
+        missing = [name for name in DISTRIBUTED_ENV if name not in environ]
+        if missing:
+            raise ValueError(f"--shard jax: {', '.join(missing)} not set ({', '.join(DISTRIBUTED_ENV)} go together)")
+        try:
+            kwargs = {"coordinator_address": environ["JAX_COORDINATOR_ADDRESS"],
+                      "num_processes": int(environ["JAX_NUM_PROCESSES"]), "process_id": int(environ["JAX_PROCESS_ID"])}
+        except ValueError:
+            raise ValueError("--shard jax: JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers") from None
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(f"--shard jax: jax.distributed did not start ({err}); outside a cluster JAX detects, set "
+                         f"{', '.join(DISTRIBUTED_ENV)}") from None
+    return store.Shard(jax.process_index(), jax.process_count())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of a fault (disk, memory)")
     parser.add_argument("--shard", metavar="i/n", help="split the work over n processes (or hosts sharing the results "
                         "directory) and run share i (0-based): each chunk belongs to one shard; with `run` each stage "
-                        "waits for the other shards' chunks before the next; 'slurm': this task of a Slurm job array")
+                        "waits for the other shards' chunks before the next; 'slurm': this task of a Slurm job array; 'jax': this "
+                        "process of a jax.distributed job (README)")
     return parser
 
 

@@ -31,9 +31,10 @@ def use_every_core(count: int | None = None) -> None:
 
 
 def device_memory_bytes() -> int:
-    """Memory of the first device: an accelerator's own, as XLA reports it, else the host's RAM
-    (the CPU backend's arrays live there)."""
-    device = jax.devices()[0]
+    """Memory of this process's first device: an accelerator's own, as XLA reports it, else the
+    host's RAM (the CPU backend's arrays live there). Local: under jax.distributed, jax.devices()
+    lists every process's devices, and another host's cannot be asked."""
+    device = jax.local_devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"])

@@ -1,10 +1,16 @@
 """The command line (study/cli.py): bad configs and files are refused before any work, machine
 faults end in one line saying what to do."""
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from study import cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):
@@ -52,6 +58,32 @@ def test_a_full_disk_ends_in_one_line_and_debug_shows_the_traceback(tmp_path, ca
     assert "no space left on the device" in err and "manifest.json" in err and "Traceback" not in err
     with pytest.raises(OSError):
         cli.main(args + ["--debug"])
+
+
+def test_shards_from_jax_distributed_on_localhost():
+    """`--shard jax`: two processes joined by jax.distributed through a coordinator on localhost
+    are shards 0/2 and 1/2 (each learns its index from JAX, not from us: the variables only say
+    how to meet). Incomplete or malformed variables, or none outside a cluster JAX detects, are an
+    error naming them, before anything starts."""
+    with socket.socket() as sock:  # a free port for the coordinator
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = "from study import cli; s = cli.parse_shard('jax'); print('SHARD', s.index, s.count)"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "JAX_"))}
+    env = {**clean, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                                              "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}) for i in (1, 0)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "SHARD 1 2" in logs[0] and "SHARD 0 2" in logs[1], logs
+    alone = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert alone.returncode != 0 and "set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID" in alone.stderr
+    with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS not set"):
+        cli.parse_shard("jax", {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"})
+    with pytest.raises(ValueError, match="must be integers"):
+        cli.parse_shard("jax", {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1", "JAX_NUM_PROCESSES": "two",
+                                "JAX_PROCESS_ID": "0"})
 
 
 def test_shards_from_the_command_line_and_from_a_slurm_array():
