@@ -55,7 +55,9 @@ def test_device_memory_is_the_host_ram_on_cpu_and_the_accelerator_limit_elsewher
             return self.stats
 
     host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    monkeypatch.setattr(devices.jax, "devices", lambda: [Accelerator({"bytes_limit": 141 * 2**30})])
+    # this process's own device (under jax.distributed, jax.devices() lists other hosts' too)
+    monkeypatch.setattr(devices.jax, "devices", lambda: [Accelerator({"bytes_limit": 1})])
+    monkeypatch.setattr(devices.jax, "local_devices", lambda: [Accelerator({"bytes_limit": 141 * 2**30})])
     assert devices.device_memory_bytes() == 141 * 2**30
-    monkeypatch.setattr(devices.jax, "devices", lambda: [Accelerator(None)])  # a backend without stats
+    monkeypatch.setattr(devices.jax, "local_devices", lambda: [Accelerator(None)])  # a backend without stats
     assert devices.device_memory_bytes() == host
