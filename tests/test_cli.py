@@ -62,14 +62,14 @@ def test_a_full_disk_ends_in_one_line_and_debug_shows_the_traceback(tmp_path, ca
 
 def test_shards_from_jax_distributed_on_localhost():
     """`--shard jax`: two processes joined by jax.distributed through a coordinator on localhost
-    are shards 0/2 and 1/2 (each learns its index from JAX, not from us: the variables only say
-    how to meet). Incomplete or malformed variables, or none outside a cluster JAX detects, are an
-    error naming them, before anything starts."""
+    are shards 0/2 and 1/2 (each reads its index and the count from JAX once the job has formed:
+    the count is 2 only when both have joined). Incomplete or malformed variables, or none outside
+    a cluster JAX detects, are an error naming them, before anything starts."""
     with socket.socket() as sock:  # a free port for the coordinator
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code = "from study import cli; s = cli.parse_shard('jax'); print('SHARD', s.index, s.count)"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "JAX_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "KUBERNETES_", "JAX_"))}
     env = {**clean, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env={**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
