@@ -22,7 +22,7 @@ import optax
 
 import warnings
 
-from study import geometry, mcmc, nngp, rejection, sgd
+from study import devices, geometry, mcmc, nngp, rejection, sgd
 from study.devices import use_every_core
 from bench.stages import bench_stage_scaling
 from study.diagnostics import TOP_FUNCTIONS_TRACED
@@ -175,14 +175,15 @@ def bench_sgd(peak, net, task, setting, runs, loop_runs, pool=128):
     # What XLA reaches on these per-network matmuls at all: 64 forward passes in a loop, on S and on
     # a minibatch of the setting's size, for one pool's worth of networks split over the same devices
     # as the population (no training).
-    n_dev = sgd.dividing_devices(pool, runs)  # the population's own split
-    theta = net.sample_prior(key, pool).reshape(n_dev, pool // n_dev, -1)
+    n_dev = devices.dividing_devices(pool, runs)  # the population's own split
+    theta = net.sample_prior(key, pool)
 
     def forward_fraction(x_NxI):
         def forwards(theta_PxD):  # each pass depends on the last, so XLA cannot hoist or merge them
             return jax.lax.fori_loop(0, 64, lambda i, th: th + 1e-9 * net.apply_population(th, x_NxI).mean(),
                                      theta_PxD)
-        t_fwd = timed(jax.pmap(forwards, devices=jax.local_devices()[:n_dev]), theta, repeat=5)
+        spread = devices.over_population(forwards, n_dev, devices.SPLIT, devices.SPLIT)
+        t_fwd = timed(spread, theta, repeat=5)
         return 64 * 2 * net.macs_per_input * len(x_NxI) * pool / t_fwd / peak
 
     fwd_S = forward_fraction(jnp.asarray(task.x_train))

@@ -16,6 +16,7 @@ exact interpolation (ell' = 0) eig(H) = eig((2/m) Theta_S) plus D - m zeros.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -23,9 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from matfree import decomp, eig, stochtrace
 
+from study.devices import SPLIT, dividing_devices, over_population
 from study.encoding import fits, pack_signs, words_to_hex
 from study.network import Network
 from study.sgd import per_example_loss
+
+POINT_BLOCK = 8  # points measured side by side (vmap) in one block
 
 
 def jacobian(net: Network, theta_D: jnp.ndarray, x_NxI: jnp.ndarray) -> jnp.ndarray:
@@ -219,7 +223,8 @@ LOSSES = ("mse", "ce")
 
 def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, lanczos_matvecs: int,
                         hutchinson_samples: int, delta: float, directions: int, radii_G) -> Callable:
-    """jitted (theta_PxD, keys_P) -> dict of (P,) arrays: every geometry measure of P points.
+    """(theta_PxD, keys_P) -> dict of (P,) arrays: every geometry measure of P points, in blocks of
+    POINT_BLOCK split over the local devices that divide their number (compiled once per P).
 
     x_all_NxI: all inputs (features on S are its rows train_idx); y_S: training labels in {-1, +1}.
     Hessian measures are taken for both training losses (MSE and logistic) at the point as is."""
@@ -260,7 +265,18 @@ def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, 
                 "log_radius_capped_mean": jnp.mean(jnp.log(capped)), "radius_censored": jnp.mean(jnp.isinf(r_U))}
         return out
 
-    return jax.jit(jax.vmap(one))
+    def blocks(theta_PxD, keys_P):
+        """The points in vmapped blocks of POINT_BLOCK (and one smaller remainder): every point is
+        measured by a program of the same shape whatever the number of points or devices, so its
+        numbers are the same to the last bit."""
+        return jax.lax.map(lambda a: one(*a), (theta_PxD, keys_P), batch_size=POINT_BLOCK)
+
+    @functools.cache
+    def spread(P: int) -> Callable:
+        d = dividing_devices(P // POINT_BLOCK) if P % POINT_BLOCK == 0 else 1
+        return over_population(blocks, d, (SPLIT, SPLIT), SPLIT)
+
+    return lambda theta_PxD, keys_P: spread(len(theta_PxD))(theta_PxD, keys_P)
 
 
 def identity_spectra(net: Network, theta_D, x_S, y_S, n_extra: int = 5,

@@ -7,7 +7,8 @@ gradients; with an indicator likelihood every move stays inside the zero-error s
 whitened coordinates u = theta / prior_std_D ~ N(0, I), so the Gaussian ESS sees is the identity.
 The transition is study/ess.py's (blackjax's), the one the NNGP's truncated Gaussian uses too.
 
-C chains advance side by side (vmap; the chain axis is the first axis). Only the function each
+C chains advance side by side (vmap; the chain axis is the first axis), split over the local
+devices that divide C (`devices.over_population`). Only the function each
 kept sample computes on E (packed signs) and a few scalar summaries for convergence diagnostics
 leave the device, never the parameters of the kept samples.
 
@@ -17,6 +18,7 @@ on how the run is cut into device calls, on the number of chains, or on whether 
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from study import ess
+from study.devices import POPULATION, SHARED, SPLIT, dividing_devices, over_population
 from study.diagnostics import RHAT_THRESHOLD, chain_diagnostics
 from study.encoding import count_functions, fits, pack_signs, words_to_hex
 from study.network import Network
@@ -145,9 +148,11 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
 
     v_step = jax.vmap(ess.indicator_step(fits_S))  # whitened: the prior ESS sees is N(0, I)
 
-    def step(key, u_CxD, t):
-        """Global step t of every chain: chain c uses fold_in(fold_in(key, t), c)."""
-        keys_C = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), jnp.arange(len(u_CxD)))
+    def step(key, u_CxD, t, first):
+        """Global step t of this device's chains (the first is chain `first`): chain c uses
+        fold_in(fold_in(key, t), c)."""
+        chains = first + jnp.arange(len(u_CxD))
+        keys_C = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), chains)
         return v_step(keys_C, u_CxD)
 
     def summarise(u_CxD):
@@ -160,14 +165,14 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
             "test_error": jnp.mean((out_CxE > 0) != y_E, axis=1),
         }
 
-    @jax.jit
-    def run(key, u_CxD, first_step):
+    def run(first, key, u_CxD, first_step):
         def keep_block(u_CxD, k):
             steps = first_step + k * thin + jnp.arange(thin)
-            u_CxD, proposals_TxC = jax.lax.scan(lambda u, t: step(key, u, t), u_CxD, steps)
+            u_CxD, proposals_TxC = jax.lax.scan(lambda u, t: step(key, u, t, first), u_CxD, steps)
             kept = summarise(u_CxD)
             kept["proposals"] = proposals_TxC.sum(0)
-            kept["lockstep_proposals"] = proposals_TxC.max(1).sum()
+            # the slowest chain of all devices: what a lockstep loop over every chain pays
+            kept["lockstep_proposals"] = jax.lax.pmax(proposals_TxC.max(1), POPULATION).sum()
             return u_CxD, kept
 
         u_CxD, kept = jax.lax.scan(keep_block, u_CxD, jnp.arange(keep_per_call))
@@ -175,16 +180,26 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
         kept = {name: jnp.swapaxes(v, 0, 1) if v.ndim >= 2 else v for name, v in kept.items()}
         return u_CxD, kept
 
-    @jax.jit
-    def burn(key, u_CxD, first_step, n_steps):
+    def burn(first, key, u_CxD, first_step, n_steps):
         def body(t, carry):
             u_CxD, lockstep = carry
-            u_CxD, proposals_C = step(key, u_CxD, t)
-            return u_CxD, lockstep + proposals_C.max()
+            u_CxD, proposals_C = step(key, u_CxD, t, first)
+            return u_CxD, lockstep + jax.lax.pmax(proposals_C.max(), POPULATION)
 
         return jax.lax.fori_loop(first_step, first_step + n_steps, body, (u_CxD, jnp.int32(0)))
 
-    return ChainRunner(run, burn, keep_per_call, thin)
+    kept_specs = dict.fromkeys(("words", "probe", "norm", "test_error", "proposals"), SPLIT) | {
+        "lockstep_proposals": SHARED}
+
+    @functools.cache
+    def spread(n_chains: int):
+        """run and burn for n_chains chains, split over the local devices that divide them."""
+        d = dividing_devices(n_chains)
+        return (over_population(run, d, (SHARED, SPLIT, SHARED), (SPLIT, kept_specs), block=n_chains // d),
+                over_population(burn, d, (SHARED, SPLIT, SHARED, SHARED), (SPLIT, SHARED), block=n_chains // d))
+
+    return ChainRunner(lambda key, u_CxD, first: spread(len(u_CxD))[0](key, u_CxD, first),
+                       lambda key, u_CxD, first, n: spread(len(u_CxD))[1](key, u_CxD, first, n), keep_per_call, thin)
 
 
 # ---------------------------------------------------------------------------------------------

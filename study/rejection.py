@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from study.devices import dividing_devices, per_key
 from study.encoding import fits, pack_signs, words_to_hex
 from study.network import Network
 from study.tasks import Task
@@ -61,15 +62,18 @@ def sample_chunk(batch_fn: Callable, chunk_key: jax.Array, n_batches: int, n_tes
     """Run n_batches batches (keys fold_in(chunk_key, b)) and return counts, the per-batch moments
     of the counts (module docstring) and throughput."""
     start = time.perf_counter()
-    # Dispatch every batch first: jax runs them asynchronously while the host counts.
-    pending = [batch_fn(jax.random.fold_in(chunk_key, b)) for b in range(n_batches)]
+    # Dispatch every batch first, one per local device at a time (devices.per_key): jax runs them
+    # asynchronously while the host counts.
+    d = dividing_devices(n_batches)
+    batches = per_key(batch_fn, d)
+    pending = [batches(jnp.stack([jax.random.fold_in(chunk_key, b + i) for i in range(d)]))
+               for b in range(0, n_batches, d)]
     counts: Counter = Counter()
     count_sq: Counter = Counter()
     count_acc: Counter = Counter()
     accepted = accepted_sq = 0
-    for fit_P, words_PxW in pending:
-        fit = np.asarray(fit_P)
-        words = np.asarray(words_PxW)[fit]
+    for fit, words_PxW in ((f, w) for group in pending for f, w in zip(*map(np.asarray, group))):
+        words = words_PxW[fit]
         a_b = int(fit.sum())
         if a_b:
             unique_UxW, c_U = np.unique(words, axis=0, return_counts=True)

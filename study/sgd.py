@@ -12,8 +12,9 @@ it is 100% (and it has taken at least the setting's min_steps): the parameters k
 first such step.
 
 On a host with several devices (one per CPU core, see `study.devices`), a chunk is split into
-equal parts, each with its share of the pool, trained side by side with pmap: a run's result
-does not depend on which part it ran in, so the tables are the same for any device count.
+equal parts, each with its share of the pool, trained side by side (`devices.over_population`): a
+run's result does not depend on which part it ran in, so the tables are the same for any device
+count.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from study.config import SGDConfig, SGDSetting
+from study.devices import SHARED, SPLIT, dividing_devices, over_population
 from study.encoding import fits, pack_signs
 from study.network import Network
 from study.tasks import Task
@@ -59,21 +61,8 @@ def make_chunk_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
     if P % n_dev or R % n_dev:
         raise ValueError(f"{n_dev} devices do not divide pool {P} and chunk of {R} runs evenly")
     part = _make_part_trainer(net, task, setting, cfg, P // n_dev, R // n_dev, keep_params)
-    if n_dev == 1:
-        return part
-    parts = jax.pmap(part, in_axes=(None, 0), devices=jax.local_devices()[:n_dev])
-
-    def train_chunk(setting_key, first_run):
-        out = parts(setting_key, first_run + (R // n_dev) * jnp.arange(n_dev))
-        return {k: v.reshape((R,) + v.shape[2:]) for k, v in out.items()}
-
-    return train_chunk
-
-
-def dividing_devices(*counts: int) -> int:
-    """The most local devices (at most all of them) that divide every count evenly: how many
-    share a pool and chunk by default."""
-    return max(d for d in range(1, jax.local_device_count() + 1) if all(c % d == 0 for c in counts))
+    return over_population(lambda first, key, first_run: part(key, first_run + first),
+                           n_dev, in_specs=(SHARED, SHARED), out_specs=SPLIT, block=R // n_dev)
 
 
 def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDConfig, P: int, R: int,

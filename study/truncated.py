@@ -8,10 +8,12 @@ with no approximation of the posterior (the check on EP, `study.nngp`).
   transition is study/ess.py's (blackjax's), the one the parameter-space chains use.
 
 Both run in jax with the population (draws or chains) first, on the Cholesky factor of the same
-jittered correlation matrix EP uses.
+jittered correlation matrix EP uses, split over the local devices (`devices.over_population`:
+batches one per device, chains in blocks).
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import numpy as np
 from scipy.linalg import cholesky
 
 from study import ess
+from study.devices import SHARED, SPLIT, dividing_devices, over_population, per_key
 from study.encoding import count_functions, fits, pack_signs
 from study.nngp import as_signs, correlation
 
@@ -33,7 +36,12 @@ def _cholesky(K_NxN: np.ndarray, jitter: float) -> jnp.ndarray:
     return jnp.asarray(cholesky(correlation(K_NxN, jitter), lower=True), jnp.float32)
 
 
-@partial(jax.jit, static_argnames=("batch",))
+@functools.cache
+def _rejection_batches(batch: int, n_devices: int):
+    """(keys of n_devices batches, L_NxN, y_pos_S) -> their (fit, words), one batch per device."""
+    return per_key(partial(_rejection_batch, batch=batch), n_devices, 2)
+
+
 def _rejection_batch(key, L_NxN, y_pos_S, batch: int):
     """One batch of prior draws z_PxN = eps L^T: which fit S, and their packed signs on E."""
     m = y_pos_S.shape[0]
@@ -58,15 +66,17 @@ def rejection_function_counts(key: jax.Array, K_full, y_S, n_draws: int, batch: 
     accepted = 0
     pending = []
 
-    def consume(fit_P, words_PxW):
+    def consume(fit_dxP, words_dxPxW):
         nonlocal accepted
-        fit = np.asarray(fit_P)
+        fit = np.asarray(fit_dxP)
         accepted += int(fit.sum())
-        counts.update(count_functions(np.asarray(words_PxW)[fit], n_E))
+        counts.update(count_functions(np.asarray(words_dxPxW)[fit], n_E))
 
-    for b in range(n_batches):
-        pending.append(_rejection_batch(jax.random.fold_in(key, b), L_NxN, y_pos_S, batch))
-        if len(pending) >= in_flight:
+    d = dividing_devices(n_batches)
+    batches = _rejection_batches(batch, d)
+    for b in range(0, n_batches, d):
+        pending.append(batches(jnp.stack([jax.random.fold_in(key, b + i) for i in range(d)]), L_NxN, y_pos_S))
+        if len(pending) * d >= in_flight:
             consume(*pending.pop(0))
     for result in pending:
         consume(*result)
@@ -95,18 +105,31 @@ def _step_key(key, t, c):
     return jax.random.fold_in(jax.random.fold_in(key, t), c)
 
 
-@jax.jit
-def _ess_advance(key, z_CxN, L_NxN, y_pos_S, n_steps):
+def _ess_advance(first, key, z_CxN, L_NxN, y_pos_S, n_steps):
     """Steps 0 .. n_steps-1 of every chain, nothing recorded (burn-in)."""
     step = _ess_transition(L_NxN, y_pos_S)
 
     def chain(c, z_N):
         return jax.lax.fori_loop(0, n_steps, lambda t, z: step(_step_key(key, t, c), z)[0], z_N)
-    return jax.vmap(chain)(jnp.arange(z_CxN.shape[0]), z_CxN)
+    return jax.vmap(chain)(first + jnp.arange(z_CxN.shape[0]), z_CxN)
 
 
-@partial(jax.jit, static_argnames=("n_kept", "thin"))
-def _ess_segment(key, t0, z_CxN, L_NxN, y_pos_S, n_kept: int, thin: int):
+@functools.cache
+def _spread_advance(n_chains: int):
+    """_ess_advance with the chains split over the local devices (the first of a device's
+    chains is its `first`)."""
+    d = dividing_devices(n_chains)
+    return over_population(_ess_advance, d, (SHARED, SPLIT, SHARED, SHARED, SHARED), SPLIT, block=n_chains // d)
+
+
+@functools.cache
+def _spread_segment(n_chains: int, n_kept: int, thin: int):
+    d = dividing_devices(n_chains)
+    return over_population(partial(_ess_segment, n_kept=n_kept, thin=thin), d,
+                           (SHARED, SHARED, SPLIT, SHARED, SHARED), SPLIT, block=n_chains // d)
+
+
+def _ess_segment(first, key, t0, z_CxN, L_NxN, y_pos_S, n_kept: int, thin: int):
     """Steps t0 .. t0 + n_kept * thin - 1 of every chain, recording each thin-th state's function
     on E (packed words), two scalar traces for diagnostics and the bracket shrinks (proposals
     after the first) of the thin steps."""
@@ -124,7 +147,7 @@ def _ess_segment(key, t0, z_CxN, L_NxN, y_pos_S, n_kept: int, thin: int):
             return z_N, (pack_signs(z_E[None])[0], z_E.mean(), (z_E > 0).mean(), shrinks)
         return jax.lax.scan(kept, z_N, jnp.arange(n_kept))
 
-    return jax.vmap(chain)(jnp.arange(z_CxN.shape[0]), z_CxN)
+    return jax.vmap(chain)(first + jnp.arange(z_CxN.shape[0]), z_CxN)
 
 
 @partial(jax.jit, static_argnames=("n_chains",))
@@ -181,7 +204,7 @@ def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int
     # passes it inside every transition, so every transition ends (study/ess.py).
     if not bool(_feasible(z_CxN, y_pos_S).all()):
         raise ValueError("initial states must have sign z_S = y_S in every chain (z > 0 is positive)")
-    z_CxN = _ess_advance(k_steps, z_CxN, L_NxN, y_pos_S, burn_in)
+    z_CxN = _spread_advance(n_chains)(k_steps, z_CxN, L_NxN, y_pos_S, jnp.int32(burn_in))
 
     n_kept = n_steps // thin
     if n_kept < 1:
@@ -190,7 +213,7 @@ def ess_function_counts(key: jax.Array, K_full, y_S, n_chains: int, n_steps: int
     outputs = []
     for j in range(-(-n_kept // seg)):
         t0 = burn_in + j * seg * thin
-        z_CxN, out = _ess_segment(k_steps, t0, z_CxN, L_NxN, y_pos_S, seg, thin)
+        z_CxN, out = _spread_segment(n_chains, seg, thin)(k_steps, jnp.int32(t0), z_CxN, L_NxN, y_pos_S)
         outputs.append(jax.device_get(out))
     words_CxTxW, zE_mean_CxT, fE_frac_CxT, shrinks_CxT = (
         np.concatenate([out[i] for out in outputs], axis=1)[:, :n_kept] for i in range(4))

@@ -1,11 +1,11 @@
-"""study/devices.py: CPU devices per core, and the memory the memory check plans with.
-(sgd.dividing_devices, which splits work over these devices, is tested with the SGD code.)"""
+"""study/devices.py: CPU devices per core, the memory the memory check plans with, and the one way a population is split over devices (every stage, on 1, 2 and 4 CPU devices)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 from study import devices
@@ -61,3 +61,113 @@ def test_device_memory_is_the_host_ram_on_cpu_and_the_accelerator_limit_elsewher
     assert devices.device_memory_bytes() == 141 * 2**30
     monkeypatch.setattr(devices.jax, "local_devices", lambda: [Accelerator(None)])  # a backend without stats
     assert devices.device_memory_bytes() == host
+
+
+DEVICE_COUNT_CONFIG = """
+name = "{name}"
+seed = 3
+[task]
+n = 7
+target = "majority"
+m = 10
+n_test = 10
+[network]
+widths = [40, 40]
+sigma_w = 1.0
+sigma_b = 0.0
+[rejection]
+prng = "rbg"
+draws = 65_536
+chunk_draws = 32_768
+batch = 4096
+readouts = 16
+[sgd]
+runs = 64
+chunk_runs = 64
+pool = 32
+max_steps = 2000
+check_every = 4
+[[sgd.settings]]
+name = "sgd_b2_ce"
+optimizer = "sgd"
+lr = 0.1
+batch_size = 2
+loss = "ce"
+[mcmc]
+chains = 16
+burn_in = 4
+thin = 2
+samples = 8
+chunk_samples = 8
+init = "rejection"
+[nngp]
+ep_enumerate_max = 4
+exact = "{exact}"
+draws = {nngp_draws}
+chunk_draws = {nngp_chunk}
+batch = 4096
+chains = 8
+thin = 2
+burn_in = 4
+[geometry]
+points = 8
+chunk_points = 8
+populations = ["bayes_rejection", "bayes_mcmc", "sgd_b2_ce"]
+top_k = 3
+lanczos_matvecs = 10
+hutchinson_samples = 4
+directions = 4
+radius_grid = 12
+identity_points = 1
+[analysis]
+count_threshold = 2
+"""
+
+
+def test_every_stage_writes_the_same_tables_on_1_2_and_4_devices(tmp_path, exact="ess", nngp_draws=64):
+    """Every population stage splits its population over the process's devices (SGD runs, MCMC
+    chains, rejection batches, exact NNGP chains, geometry points); the raw tables and kept
+    parameters and states must be byte-identical whatever the device count. Each run is its own
+    process, since the CPU device count is fixed when JAX starts. (The exact NNGP sampler's
+    rejection batches, the other exact = "rejection", are checked in process below.)"""
+    config = tmp_path / "dev.toml"
+    config.write_text(DEVICE_COUNT_CONFIG.format(name="dev", exact=exact, nngp_draws=nngp_draws,
+                                                 nngp_chunk=nngp_draws // 2))
+    runs = {}
+    for n in (1, 2, 4):
+        code = (f"from study.devices import use_every_core\nuse_every_core({n})\n"
+                "import jax\nfrom study import cli\n"
+                f"assert jax.local_device_count() == {n}\n"
+                f"raise SystemExit(cli.main(['run', '--config', {str(config)!r}, '--results', {str(tmp_path / str(n))!r}, "
+                "'--no-progress']))")
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[n] = tmp_path / str(n) / "dev" / "raw"
+    files = sorted(p.relative_to(runs[1]) for p in runs[1].rglob("*")
+                   if p.is_file() and (p.suffix == ".npz" or (p.suffix == ".csv" and not p.name.endswith(("_timings.csv", "chunks.csv")))))
+    names = {p.name for p in files}
+    assert {"rejection_counts.csv", "sgd_runs.csv", "sgd_params.npz", "mcmc_counts.csv", "mcmc_states.npz",
+            "nngp_exact_counts.csv", "geometry.csv"} <= names
+    for n in (2, 4):
+        for relative in files:
+            one, other = runs[1] / relative, runs[n] / relative
+            if relative.suffix == ".csv":
+                assert other.read_bytes() == one.read_bytes(), f"{relative} differs between 1 and {n} devices"
+                continue
+            with np.load(one) as a, np.load(other) as b:  # a zip's entries carry their write times
+                assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), \
+                    f"{relative} differs between 1 and {n} devices"
+
+
+def test_exact_nngp_rejection_batches_count_the_same_on_one_device_as_on_two(monkeypatch):
+    from study import truncated
+    assert jax.local_device_count() >= 2, "tests/conftest.py asks for two CPU devices"
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(8, 8))
+    K = A @ A.T + 8 * np.eye(8)
+    y_S = np.array([True, False, True, False, True])
+    two = truncated.rejection_function_counts(jax.random.key(2), K, y_S, 8 * 1024, batch=1024)
+    monkeypatch.setattr(truncated, "dividing_devices", lambda *counts: 1)
+    one = truncated.rejection_function_counts(jax.random.key(2), K, y_S, 8 * 1024, batch=1024)
+    assert one["accepted"] == two["accepted"] > 0 and one["counts"] == two["counts"]
