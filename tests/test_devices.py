@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from study import devices
+from test_pipeline import write_config  # tests/ is on sys.path (pytest's rootdir-relative imports)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,76 +64,24 @@ def test_device_memory_is_the_host_ram_on_cpu_and_the_accelerator_limit_elsewher
     assert devices.device_memory_bytes() == host
 
 
-DEVICE_COUNT_CONFIG = """
-name = "{name}"
-seed = 3
-[task]
-n = 7
-target = "majority"
-m = 10
-n_test = 10
-[network]
-widths = [40, 40]
-sigma_w = 1.0
-sigma_b = 0.0
-[rejection]
-prng = "rbg"
-draws = 65_536
-chunk_draws = 32_768
-batch = 4096
-readouts = 16
-[sgd]
-runs = 64
-chunk_runs = 64
-pool = 32
-max_steps = 2000
-check_every = 4
-[[sgd.settings]]
-name = "sgd_b2_ce"
-optimizer = "sgd"
-lr = 0.1
-batch_size = 2
-loss = "ce"
-[mcmc]
-chains = 16
-burn_in = 4
-thin = 2
-samples = 8
-chunk_samples = 8
-init = "rejection"
-[nngp]
-ep_enumerate_max = 4
-exact = "{exact}"
-draws = {nngp_draws}
-chunk_draws = {nngp_chunk}
-batch = 4096
-chains = 8
-thin = 2
-burn_in = 4
-[geometry]
-points = 8
-chunk_points = 8
-populations = ["bayes_rejection", "bayes_mcmc", "sgd_b2_ce"]
-top_k = 3
-lanczos_matvecs = 10
-hutchinson_samples = 4
-directions = 4
-radius_grid = 12
-identity_points = 1
-[analysis]
-count_threshold = 2
-"""
+# e1_smoke, smaller: every population is a multiple of 4 (chains per group, points per block of 8)
+DEVICE_COUNT_SECTIONS = dict(
+    rejection={"draws": 65_536, "chunk_draws": 32_768, "batch": 4096},
+    sgd={"runs": 64, "chunk_runs": 64, "pool": 32},
+    mcmc={"chains": 16, "burn_in": 4, "thin": 2, "samples": 8, "chunk_samples": 8},
+    nngp={"ep_enumerate_max": 4, "exact": "ess", "draws": 64, "chunk_draws": 32, "chains": 8, "thin": 2, "burn_in": 4},
+    geometry={"points": 8, "chunk_points": 8, "top_k": 3, "lanczos_matvecs": 10, "hutchinson_samples": 4,
+              "directions": 4, "radius_grid": 12},
+    sweep=None)  # its SGD runs and points are measured by the code above
 
 
-def test_every_stage_writes_the_same_tables_on_1_2_and_4_devices(tmp_path, exact="ess", nngp_draws=64):
+def test_every_stage_writes_the_same_tables_on_1_2_and_4_devices(tmp_path):
     """Every population stage splits its population over the process's devices (SGD runs, MCMC
     chains, rejection batches, exact NNGP chains, geometry points); the raw tables and kept
     parameters and states must be byte-identical whatever the device count. Each run is its own
     process, since the CPU device count is fixed when JAX starts. (The exact NNGP sampler's
     rejection batches, the other exact = "rejection", are checked in process below.)"""
-    config = tmp_path / "dev.toml"
-    config.write_text(DEVICE_COUNT_CONFIG.format(name="dev", exact=exact, nngp_draws=nngp_draws,
-                                                 nngp_chunk=nngp_draws // 2))
+    config = write_config(tmp_path / "dev.toml", **DEVICE_COUNT_SECTIONS)
     runs = {}
     for n in (1, 2, 4):
         code = (f"from study.devices import use_every_core\nuse_every_core({n})\n"
@@ -143,7 +92,7 @@ def test_every_stage_writes_the_same_tables_on_1_2_and_4_devices(tmp_path, exact
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-3000:]
-        runs[n] = tmp_path / str(n) / "dev" / "raw"
+        runs[n] = tmp_path / str(n) / "e1_smoke" / "raw"
     files = sorted(p.relative_to(runs[1]) for p in runs[1].rglob("*")
                    if p.is_file() and (p.suffix == ".npz" or (p.suffix == ".csv" and not p.name.endswith(("_timings.csv", "chunks.csv")))))
     names = {p.name for p in files}

@@ -28,7 +28,10 @@ RAW = ("rejection_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnost
 
 def write_config(path: Path, **sections) -> Path:
     raw = tomllib.loads(SMOKE.read_text())
-    for section, values in sections.items():
+    for section, values in sections.items():  # None drops a section
+        if values is None:
+            raw.pop(section)
+            continue
         raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
     lines = [f'name = "{raw.pop("name")}"', f'seed = {raw.pop("seed")}']
     for section, values in raw.items():
