@@ -111,7 +111,7 @@ def _geometry_reads(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("rejection", 1, "exact P_B(f|S) by rejection sampling of the prior",
-          lambda cfg: {"rejection": _asdict(cfg.rejection)}, ("rejection.py",),
+          lambda cfg: {"rejection": _asdict(cfg.rejection)}, ("rejection.py", "devices.py"),
           ("rejection_counts.csv", "rejection_chunks.csv"), prng=lambda cfg: cfg.rejection.prng),
     Stage("sgd", 2, "the SGD population P_SGD(f|S), every setting",
           _sgd_config, ("sgd.py", "devices.py"), ("sgd_runs.csv", "sgd_chunks.csv", "sgd_params.npz")),
@@ -120,7 +120,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("mcmc_counts.csv", "mcmc_from_sgd_counts.csv", "mcmc_from_rejection_counts.csv", "mcmc_diagnostics.csv",
            "mcmc_chunks.csv", "mcmc_traces.csv", "mcmc_states.npz")),
     Stage("nngp", 4, "P_B(f|S) in function space with the NNGP kernel: EP and exact truncated-Gaussian samples",
-          lambda cfg: {"nngp": _asdict(cfg.nngp)}, ("nngp.py", "ep_batch.py", "truncated.py", "ess.py", "mcmc.py", "diagnostics.py"),
+          lambda cfg: {"nngp": _asdict(cfg.nngp)}, ("nngp.py", "ep_batch.py", "truncated.py", "ess.py", "mcmc.py", "diagnostics.py", "devices.py"),
           ("nngp_ep.csv", "nngp_exact_counts.csv", "nngp_summary.csv"), reads=_nngp_reads),
     Stage("geometry", 5, "NTK feature spectra, Hessian and basin size of zero-error points",
           lambda cfg: {"geometry": _asdict(cfg.geometry), "populations": geometry_populations(cfg)},
