@@ -6,9 +6,11 @@ one device per core and splitting the population across them uses all of them. O
 the default devices are the accelerators (several on a multi-GPU node).
 
 Every population stage splits its population the same way (`over_population`): the first d
-local devices, with the axis POPULATION, each computing one contiguous block of the population (SGD runs, MCMC chains, exact NNGP
-chains, rejection batches, geometry points). Every element is a pure function of its own index
-(a device is told its block's first index), so a stage's tables do not depend on the device count (tests/test_devices.py runs the stages on 1, 2 and 4 CPU devices).
+local devices, with the axis POPULATION, each computing one contiguous block of the population
+(SGD runs, MCMC chains, exact NNGP chains, rejection batches, geometry points). Every element is
+a pure function of its own index (a device is told its block's first index), so a stage's tables
+do not depend on the device count (tests/test_devices.py runs the stages on 1, 2 and 4 CPU
+devices).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
-POPULATION = "population"  # the mesh axis a population is split along
+POPULATION = "population"  # the pmap axis name a population is split along
 SPLIT = PartitionSpec(POPULATION)  # an argument or result whose first axis is the population
 SHARED = PartitionSpec()  # one copy on every device (keys, kernels, step indices, reductions)
 

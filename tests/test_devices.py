@@ -1,4 +1,5 @@
-"""study/devices.py: CPU devices per core, the memory the memory check plans with, and the one way a population is split over devices (every stage, on 1, 2 and 4 CPU devices)."""
+"""study/devices.py: CPU devices per core, the memory the memory check plans with, and the one
+way a population is split over devices (every stage, on 1, 2 and 4 CPU devices)."""
 import os
 import subprocess
 import sys
