@@ -223,8 +223,9 @@ LOSSES = ("mse", "ce")
 
 def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, lanczos_matvecs: int,
                         hutchinson_samples: int, delta: float, directions: int, radii_G) -> Callable:
-    """(theta_PxD, keys_P) -> dict of (P,) arrays: every geometry measure of P points, in blocks of
-    POINT_BLOCK split over the local devices that divide their number (compiled once per P).
+    """(theta_PxD, keys_P, pad_to=POINT_BLOCK) -> dict of (P,) arrays: every geometry measure of P
+    points, in blocks of POINT_BLOCK split over the local devices that divide their number (compiled
+    once per P rounded up to a multiple of pad_to).
 
     x_all_NxI: all inputs (features on S are its rows train_idx); y_S: training labels in {-1, +1}.
     Hessian measures are taken for both training losses (MSE and logistic) at the point as is."""
@@ -266,17 +267,32 @@ def make_point_measures(net: Network, x_all_NxI, train_idx, y_S, *, top_k: int, 
         return out
 
     def blocks(theta_PxD, keys_P):
-        """The points in vmapped blocks of POINT_BLOCK (and one smaller remainder): every point is
-        measured by a program of the same shape whatever the number of points or devices, so its
-        numbers are the same to the last bit."""
+        """The points in vmapped blocks of POINT_BLOCK: every point is measured by a program of the
+        same shape whatever the number of points or devices, so its numbers are the same to the last
+        bit."""
         return jax.lax.map(lambda a: one(*a), (theta_PxD, keys_P), batch_size=POINT_BLOCK)
 
     @functools.cache
     def spread(P: int) -> Callable:
-        d = dividing_devices(P // POINT_BLOCK) if P % POINT_BLOCK == 0 else 1
-        return over_population(blocks, d, (SPLIT, SPLIT), SPLIT)
+        return over_population(blocks, dividing_devices(P // POINT_BLOCK), (SPLIT, SPLIT), SPLIT)
 
-    return lambda theta_PxD, keys_P: spread(len(theta_PxD))(theta_PxD, keys_P)
+    def measure(theta_PxD, keys_P, pad_to: int = POINT_BLOCK):
+        # A last block short of POINT_BLOCK (or of pad_to, a multiple of it: one program for every
+        # batch of a caller's) is filled with copies of the last point, whose measures are dropped.
+        P = len(theta_PxD)
+        if P == 0:
+            raise ValueError("no points to measure")
+        if pad_to % POINT_BLOCK:
+            raise ValueError(f"pad_to = {pad_to} is not a multiple of the block of {POINT_BLOCK} points")
+        fill = -P % pad_to
+        theta, keys = jnp.asarray(theta_PxD), jnp.asarray(keys_P)
+        if fill:
+            theta = jnp.concatenate([theta, jnp.repeat(theta[-1:], fill, axis=0)])
+            keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], fill, axis=0)])
+        out = spread(P + fill)(theta, keys)
+        return {k: v[:P] for k, v in out.items()} if fill else out
+
+    return measure
 
 
 def identity_spectra(net: Network, theta_D, x_S, y_S, n_extra: int = 5,

@@ -226,3 +226,24 @@ def test_point_measures_batch(small):
     # GN top for MSE is (2/m) times the NTK Gram's top on S
     np.testing.assert_allclose(out["gn_mse_top"], 2 / 6 * out["ntk_S_top"], rtol=1e-4)
     assert np.all(np.asarray(out["ntk_S_entropy_rank"]) <= 6 + 1e-3)
+
+
+def test_point_measures_pad_a_short_block_without_changing_the_points(small):
+    """A batch that is not a whole number of blocks is padded (copies of its last point, whose
+    measures are dropped): each point's numbers are bit-for-bit those it gets inside a full batch,
+    whatever the padding asked for; a padding that is not a whole number of blocks is refused."""
+    net, x, _ = small
+    y = np.array([1.0, -1, 1, 1, -1, -1])
+    measure = geometry.make_point_measures(net, x, np.arange(6), y, top_k=3, lanczos_matvecs=20, hutchinson_samples=16,
+                                           delta=1e-3, directions=8, radii_G=np.geomspace(1e-3, 10, 16))
+    theta = jax.vmap(net.sample_one)(jax.random.split(jax.random.key(0), 2 * geometry.POINT_BLOCK))
+    keys = jax.random.split(jax.random.key(1), 2 * geometry.POINT_BLOCK)
+    full = jax.device_get(measure(theta, keys))
+    for P, pad_to in ((5, geometry.POINT_BLOCK), (11, geometry.POINT_BLOCK), (5, 2 * geometry.POINT_BLOCK)):
+        short = jax.device_get(measure(theta[:P], keys[:P], pad_to=pad_to))
+        assert set(short) == set(full)
+        for name in full:
+            assert short[name].shape == (P,)
+            np.testing.assert_array_equal(short[name], full[name][:P], err_msg=f"{name} at P = {P}, pad_to = {pad_to}")
+    with pytest.raises(ValueError, match="multiple"):
+        measure(theta[:5], keys[:5], pad_to=geometry.POINT_BLOCK + 1)

@@ -11,8 +11,10 @@ for runs that did not). Each variant is one resumable chunk under raw/sweep/."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import zlib
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,26 +22,24 @@ import numpy as np
 import pandas as pd
 
 from study import geometry, mcmc, sgd
-from study.config import ExperimentConfig
 from study.network import Network, build_network
 from study.runner import Context, Part, StageError
 from study.store import ANY_COLUMN
-from study.tasks import Task
 
 
 def width_label(widths) -> str:
     return "-".join(str(w) for w in widths)
 
 
-def measure_points(cfg: ExperimentConfig, net: Network, task: Task, theta_PxD: np.ndarray, key: jax.Array) -> dict:
-    """Every geometry measure of the points, in batches of geometry.chunk_points."""
-    gc = cfg.geometry
-    measure = geometry.point_measures(gc, net, task)
+def measure_points(measure: Callable, chunk_points: int, theta_PxD: np.ndarray, key: jax.Array) -> dict:
+    """Every geometry measure of the points (measure: geometry.point_measures), in batches of
+    chunk_points, the last one padded to the same size so that one compiled program serves all."""
     parts = []
-    for start in range(0, len(theta_PxD), gc.chunk_points):
-        idx = jnp.arange(start, min(start + gc.chunk_points, len(theta_PxD)))
+    pad_to = -(-chunk_points // geometry.POINT_BLOCK) * geometry.POINT_BLOCK
+    for start in range(0, len(theta_PxD), chunk_points):
+        idx = jnp.arange(start, min(start + chunk_points, len(theta_PxD)))
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
-        parts.append(jax.device_get(measure(jnp.asarray(theta_PxD[start:start + gc.chunk_points]), keys)))
+        parts.append(jax.device_get(measure(jnp.asarray(theta_PxD[start:start + chunk_points]), keys, pad_to=pad_to)))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
@@ -61,15 +61,22 @@ def plan(ctx: Context) -> list[Part]:
     widths = list(dict.fromkeys(v.widths for v in sw.variants))
     items = [("sgd", v) for v in sw.variants] + ([("bayes", w) for w in widths] if sw.bayes_points else [])
 
+    @functools.cache
     def network(w) -> Network:
         return build_network(dataclasses.replace(cfg.network, widths=w), task.input_shape)
+
+    @functools.cache
+    def measure(w) -> Callable:
+        """One compiled measurement per network, shared by its variants (weight decay) and its posterior points."""
+        return geometry.point_measures(cfg.geometry, network(w), task)
 
     def compute(c: int):
         kind, item = items[c]
         t0 = time.perf_counter()
         item_key = jax.random.fold_in(key, zlib.crc32(f"{kind}:{item}".encode()))
+        net_widths = item.widths if kind == "sgd" else item
+        net = network(net_widths)
         if kind == "sgd":
-            net = network(item.widths)
             setting = dataclasses.replace(template, name=item.name, weight_decay=item.weight_decay,
                                           min_steps=sw.min_steps)
             out = jax.device_get(sgd.make_chunk_trainer(net, task, setting, cfg.sgd, sw.runs, keep_params=True)(
@@ -80,7 +87,6 @@ def plan(ctx: Context) -> list[Part]:
                                  "weight_decay": item.weight_decay, "population": "sgd", "point": np.arange(sw.runs),
                                  "steps": out["steps"], "fitted": fitted, "final_loss": out["loss"]})
         else:
-            net = network(item)
             try:
                 theta = mcmc.init_from_rejection(net, task, jax.random.fold_in(item_key, 0), sw.bayes_points)
             except RuntimeError as err:
@@ -89,7 +95,8 @@ def plan(ctx: Context) -> list[Part]:
                                  "widths": width_label(item), "weight_decay": 0.0, "population": "bayes",
                                  "point": np.arange(len(theta)), "steps": 0, "fitted": True, "final_loss": np.nan})
             fitted = np.ones(len(theta), bool)
-        measures = measure_points(cfg, net, task, np.asarray(theta), jax.random.fold_in(item_key, 1))
+        measures = measure_points(measure(net_widths), cfg.geometry.chunk_points, np.asarray(theta),
+                                  jax.random.fold_in(item_key, 1))
         functions = np.full(len(rows), "", dtype=object)
         functions[fitted] = geometry.functions_on_E(net, task, theta) if len(theta) else []
         rows["function"] = functions
