@@ -152,17 +152,19 @@ def _make_part_trainer(net: Network, task: Task, setting: SGDSetting, cfg: SGDCo
             fitted, loss = v_fit_and_loss(params)
             theta = to_flat(params)
             finished = s["live"] & done(fitted, step)
-            # Hand finished runs over: scatter into the chunk's buffers (others index out of range, dropped).
-            where = jnp.where(finished, s["run"], R)
+            # Hand finished runs over: scatter into the chunk's buffers (others index out of range, each
+            # slot its own index, dropped). Unique indices let XLA write in place: with the (R, D)
+            # parameters kept, the chunk of E3's FCN trained 20% slower without them.
+            where = jnp.where(finished, s["run"], R + jnp.arange(P))
             words = pack_signs(jax.vmap(apply, (0, None))(params, x_E))
             out = dict(
-                out_steps=s["out_steps"].at[where].set(step, mode="drop"),
-                out_fitted=s["out_fitted"].at[where].set(fitted, mode="drop"),
-                out_loss=s["out_loss"].at[where].set(loss, mode="drop"),
-                out_words=s["out_words"].at[where].set(words, mode="drop"),
+                out_steps=s["out_steps"].at[where].set(step, mode="drop", unique_indices=True),
+                out_fitted=s["out_fitted"].at[where].set(fitted, mode="drop", unique_indices=True),
+                out_loss=s["out_loss"].at[where].set(loss, mode="drop", unique_indices=True),
+                out_words=s["out_words"].at[where].set(words, mode="drop", unique_indices=True),
             )
             if keep_params:
-                out["out_theta"] = s["out_theta"].at[where].set(theta, mode="drop")
+                out["out_theta"] = s["out_theta"].at[where].set(theta, mode="drop", unique_indices=True)
             # Refill: the k-th finished slot takes run next_run + k, if the chunk still has one.
             new_run = s["next_run"] + jnp.cumsum(finished) - 1
             refill = finished & (new_run < R)
