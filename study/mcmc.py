@@ -38,6 +38,11 @@ from study.encoding import count_functions, fits, pack_signs, words_to_hex
 from study.network import Network
 from study.tasks import Task
 
+# Chains moved side by side (vmap) in one block; a device loops over its blocks (lax.map). Each ESS
+# step is a while loop that lasts as long as its block's slowest chain, so small blocks waste fewer
+# proposals: measured on 2 CPU cores, 512 chains of E1's network at 8 chains a block run 1.8x faster
+# than all 512 in lockstep (2 and 64 a block: 1.1x and 1.4x slower than 8), with identical chains.
+CHAIN_BLOCK = 8
 N_PROBE = 3  # test inputs whose raw network output is traced for diagnostics
 
 
@@ -111,8 +116,9 @@ class ChainRunner:
     every thin-th step. kept holds arrays (C, keep_per_call, ...): "words" (packed function on
     E), "probe" (outputs on the first N_PROBE test inputs), "norm" (|theta|), "test_error" (on E),
     "proposals" (ESS proposals, i.e. forward passes on S, since the previous kept sample); and
-    "lockstep_proposals" (keep_per_call,): the proposals the vmapped loop actually paid for (the
-    slowest chain sets the length of each step's while loop).
+    "lockstep_proposals" (keep_per_call,): the proposals a loop moving every chain in lockstep
+    pays (the slowest of all chains sets the length of each step's while loop; the device loop,
+    in blocks of CHAIN_BLOCK chains, pays less).
 
     runner.burn(key, u_CxD, first_step, n_steps) -> (u_CxD, lockstep_proposals): n_steps steps
     (any number, traced) with nothing kept.
@@ -146,14 +152,14 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
     def fits_S(u_D):
         return fits(net.apply_flat(u_D * std_D, x_S), y_S)
 
-    v_step = jax.vmap(ess.indicator_step(fits_S))  # whitened: the prior ESS sees is N(0, I)
+    one_step = ess.indicator_step(fits_S)  # whitened: the prior ESS sees is N(0, I)
 
     def step(key, u_CxD, t, first):
         """Global step t of this device's chains (the first is chain `first`): chain c uses
         fold_in(fold_in(key, t), c)."""
         chains = first + jnp.arange(len(u_CxD))
         keys_C = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(key, t), chains)
-        return v_step(keys_C, u_CxD)
+        return jax.lax.map(lambda a: one_step(*a), (keys_C, u_CxD), batch_size=CHAIN_BLOCK)
 
     def summarise(u_CxD):
         theta_CxD = u_CxD * std_D
@@ -171,7 +177,7 @@ def make_chain_runner(net: Network, task: Task, keep_per_call: int, thin: int = 
             u_CxD, proposals_TxC = jax.lax.scan(lambda u, t: step(key, u, t, first), u_CxD, steps)
             kept = summarise(u_CxD)
             kept["proposals"] = proposals_TxC.sum(0)
-            # the slowest chain of all devices: what a lockstep loop over every chain pays
+            # the slowest chain of all devices: what a lockstep loop over every chain would pay
             kept["lockstep_proposals"] = jax.lax.pmax(proposals_TxC.max(1), POPULATION).sum()
             return u_CxD, kept
 
