@@ -1,3 +1,4 @@
+import os
 import warnings
 from collections import Counter
 
@@ -84,22 +85,28 @@ def test_deterministic_and_independent_of_chunking_resume_and_chain_count(tiny):
 
 def test_chains_are_the_same_in_blocks_as_in_lockstep(tiny, monkeypatch):
     """A device moves its chains in blocks of CHAIN_BLOCK (each ESS step lasts as long as its
-    block's slowest chain): 20 chains in two blocks and a remainder of 4 end where 20 chains moved in
-    one lockstep block end, bit for bit, with the same kept samples and proposal counts."""
+    block's slowest chain): 20 chains (10 on each of the tests' two CPU devices: a block of 8 and a
+    remainder of 2) end where 20 chains moved in one lockstep block end, with the same functions,
+    test errors and proposal counts; bit for bit on XLA's default CPU runtime. The legacy runtime
+    (make test's second configuration) rounds small products by batch size, so there the states,
+    norms and outputs agree to float32 rounding (measured 1e-6)."""
     net, task = tiny
     init = jnp.asarray(mcmc.init_from_rejection(net, task, jax.random.key(0), 20)) / net.prior_std_D
-    assert mcmc.CHAIN_BLOCK < 20
+    assert mcmc.CHAIN_BLOCK < 10
     outs = []
     for block in (mcmc.CHAIN_BLOCK, 64):
         monkeypatch.setattr(mcmc, "CHAIN_BLOCK", block)
         runner = mcmc.make_chain_runner(net, task, keep_per_call=4, thin=3)
         u, kept = runner(jax.random.key(1), init, 0)
         u, lockstep = runner.burn(jax.random.key(2), u, 12, 5)
-        outs.append(jax.device_get((u, kept, lockstep)))
-    (u_a, kept_a, lock_a), (u_b, kept_b, lock_b) = outs
-    assert np.array_equal(u_a, u_b) and lock_a == lock_b
-    for name in kept_a:
-        assert np.array_equal(kept_a[name], kept_b[name]), name
+        outs.append(jax.device_get((u, dict(kept, u=u, burn_lockstep=lockstep))))
+    (_, a), (_, b) = outs
+    legacy = "xla_cpu_use_thunk_runtime=false" in os.environ.get("XLA_FLAGS", "")
+    for name in a:
+        if name in ("words", "test_error", "proposals", "lockstep_proposals", "burn_lockstep") or not legacy:
+            assert np.array_equal(a[name], b[name]), name
+        else:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_mcmc_matches_rejection_and_rejects_wrong_samplers(tiny):
