@@ -101,6 +101,11 @@ def over_population(fn: Callable, n_devices: int, in_specs, out_specs, block: in
     return spread
 
 
+def batch_keys(key: jax.Array, first: int, n: int) -> jax.Array:
+    """The keys fold_in(key, first), ..., fold_in(key, first + n - 1) of n batches, stacked (for per_key)."""
+    return jnp.stack([jax.random.fold_in(key, first + i) for i in range(n)])
+
+
 @functools.cache
 def per_key(fn: Callable, n_devices: int, n_shared: int = 0) -> Callable:
     """fn(key, *shared) -> arrays, for n_devices keys at once, one per device: (keys of shape

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from study.devices import dividing_devices, per_key
+from study.devices import batch_keys, dividing_devices, per_key
 from study.encoding import fits, pack_signs, words_to_hex
 from study.network import Network
 from study.tasks import Task
@@ -66,8 +66,7 @@ def sample_chunk(batch_fn: Callable, chunk_key: jax.Array, n_batches: int, n_tes
     # asynchronously while the host counts.
     d = dividing_devices(n_batches)
     batches = per_key(batch_fn, d)
-    pending = [batches(jnp.stack([jax.random.fold_in(chunk_key, b + i) for i in range(d)]))
-               for b in range(0, n_batches, d)]
+    pending = [batches(batch_keys(chunk_key, b, d)) for b in range(0, n_batches, d)]
     counts: Counter = Counter()
     count_sq: Counter = Counter()
     count_acc: Counter = Counter()

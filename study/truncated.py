@@ -9,7 +9,7 @@ with no approximation of the posterior (the check on EP, `study.nngp`).
 
 Both run in jax with the population (draws or chains) first, on the Cholesky factor of the same
 jittered correlation matrix EP uses, split over the local devices (`devices.over_population`:
-batches one per device, chains in blocks).
+batches one per device, chains in one contiguous block per device).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.linalg import cholesky
 
 from study import ess
-from study.devices import SHARED, SPLIT, dividing_devices, over_population, per_key
+from study.devices import SHARED, SPLIT, batch_keys, dividing_devices, over_population, per_key
 from study.encoding import count_functions, fits, pack_signs
 from study.nngp import as_signs, correlation
 
@@ -75,7 +75,7 @@ def rejection_function_counts(key: jax.Array, K_full, y_S, n_draws: int, batch: 
     d = dividing_devices(n_batches)
     batches = _rejection_batches(batch, d)
     for b in range(0, n_batches, d):
-        pending.append(batches(jnp.stack([jax.random.fold_in(key, b + i) for i in range(d)]), L_NxN, y_pos_S))
+        pending.append(batches(batch_keys(key, b, d), L_NxN, y_pos_S))
         if len(pending) * d >= in_flight:
             consume(*pending.pop(0))
     for result in pending:
