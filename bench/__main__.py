@@ -327,6 +327,32 @@ def bench_image(peak, runs, loop_runs, n_functions):
           f"max |.| {np.nanmax(np.abs(diff)):.3f}")
 
 
+def bench_posterior_points(batches):
+    """E3G's quick setting (configs/e3g_quick.toml: 8x8 digits, m = 10, 64-256-256-1): prior draws
+    per second judged on S by plain rejection (every parameter drawn, as in one batch of
+    mcmc.init_from_rejection) against pre-activation rejection (study/preactivations.py); both have the same law, so
+    the ratio of draws per second is the ratio of zero-error points per second."""
+    from study import preactivations
+    from study.config import load
+    from study.encoding import fits
+    from study.runner import setup
+    cfg = load(Path(__file__).resolve().parents[1] / "configs" / "e3g_quick.toml")
+    task, net = setup(cfg)
+    x, y, batch = jnp.asarray(task.x_train), jnp.asarray(task.y_train), 4096
+    plain = jax.jit(lambda k: fits(net.apply_population(net.sample_prior(k, batch), x), y))
+    fitted, _ = preactivations._compiled(preactivations.dense_layers(net), net.unravel(jnp.zeros(net.n_params)),
+                                          batch, 64)
+    x_flat = x.reshape(len(x), -1)
+    print(f"\n[posterior points, image task] m={len(task.train_idx)}, {net.n_params} parameters: prior draws "
+          f"judged on S per second (batches of {batch})")
+    for impl in ("threefry2x32", "rbg"):
+        key = jax.random.key(0, impl=impl)
+        t_plain = timed(plain, key, repeat=max(1, batches // 8))
+        t_pre = timed(lambda k: fitted(k, x_flat, y, 0)[0], key, repeat=batches)
+        print(f"  {impl:<12}: plain {batch / t_plain:9,.0f} draws/s, pre-activations {batch / t_pre:9,.0f} draws/s "
+              f"(x{t_plain / t_pre:.1f})")
+
+
 def bench_geometry(net, ms, points):
     """Seconds per point of every geometry measure (study/geometry.py, both losses, batched over
     points) against the baseline of a dense Hessian and its full eigendecomposition (one loss)."""
@@ -397,6 +423,7 @@ SECTIONS = {
                                        (64, 10, 0.0, "majority"), (32, 96, 1.0, "0x" + "3" * 32),
                                        (64, 64, 1.0, "0x" + "3" * 32)], 512 // scale),
     "geometry": lambda scale: bench_geometry(net(), (10, 32), 128 // scale),
+    "posterior_points": lambda scale: bench_posterior_points(32 // scale),
     "image": lambda scale: bench_image(peak_once(), 256 // scale, 20 // scale, 1024 // scale),
     "stages": bench_stage_scaling,
 }
