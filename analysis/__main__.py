@@ -14,6 +14,7 @@ from analysis.macros import Macro, macro_name, provenance, render, source
 from study.config import load_or_report
 from study.network import build_network
 from study.diagnostics import TOP_FUNCTIONS_TRACED
+from study.stages import geometry_reference
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.memory import input_shape
 from study.tasks import task_from_config
@@ -127,18 +128,22 @@ def geometry_tables(cfg, raw: dict, joint: pd.DataFrame) -> dict[str, pd.DataFra
     an = cfg.analysis
     rng = np.random.default_rng(cfg.seed)
     geom = geometry.mask_unconverged(raw["geometry"])
-    fn = geometry.by_function(geom, joint, cfg.reference)
+    reference = geometry_reference(cfg)
+    fn = geometry.by_function(geom, joint, reference)
     fn["in_accessibility"] = geometry.in_accessibility(fn, an.count_threshold, an.geometry_min_points)
     m = cfg.task.m
     spectra = raw["geometry_identity"]
-    return {"geometry_identity": geometry.identity_summary(spectra, m),
-            "identity_spectra": spectra[(spectra["index"] < m + 5) & spectra["reached"].astype(bool)].drop(
-                columns=["config_hash", "seed"]),
+    # without dense Hessians (geometry.identity_points = 0: too many parameters) no identity tables
+    identity = {} if cfg.geometry.identity_points == 0 else {
+        "geometry_identity": geometry.identity_summary(spectra, m),
+        "identity_spectra": spectra[(spectra["index"] < m + 5) & spectra["reached"].astype(bool)].drop(
+            columns=["config_hash", "seed"])}
+    return {**identity,
             "geometry_points": geom,
             "hessian_failures": geometry.hessian_failures(raw["geometry"]),
             "radius_censoring": geometry.radius_censoring(geom),
             "geometry_summary": geometry.population_summary(geom),
-            "geometry_compare": geometry.compare_populations(geom, cfg.reference, rng, an.bootstrap, an.confidence),
+            "geometry_compare": geometry.compare_populations(geom, reference, rng, an.bootstrap, an.confidence),
             "geometry_by_function": fn,
             "geometry_paired": geometry.paired_by_function(fn, an.geometry_min_points),
             "accessibility": geometry.accessibility(fn, an.count_threshold, an.geometry_min_points, rng,

@@ -90,14 +90,15 @@ def radius_censoring(geom: pd.DataFrame) -> pd.DataFrame:
 
 
 def population_summary(geom: pd.DataFrame) -> pd.DataFrame:
-    """Long table: one row per population and measure (n, mean, quartiles)."""
+    """Long table: one row per population and measure (n, mean, quartiles, extremes)."""
     rows = []
     for pop, g in geom.groupby("population", sort=False):
         for measure in MEASURES:
             x = finite(g[measure])
             q25, q50, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if len(x) else (np.nan,) * 3
+            lo, hi = (float(x.min()), float(x.max())) if len(x) else (np.nan, np.nan)
             rows.append({"population": pop, "measure": measure, "n": len(x), "mean": float(x.mean()),
-                         "median": float(q50), "q25": float(q25), "q75": float(q75)})
+                         "median": float(q50), "q25": float(q25), "q75": float(q75), "min": lo, "max": hi})
     return pd.DataFrame(rows)
 
 
@@ -203,7 +204,7 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
     from analysis.macros import macro_name, source
 
     m: dict[str, object] = {}
-    ident = out["geometry_identity"]
+    ident = out.get("geometry_identity", pd.DataFrame(columns=["state", "loss"]))
     for (state, loss), g in ident.groupby(["state", "loss"], sort=False):
         k, src = lambda *p: macro_name("Identity", state, loss, *p), source("geometry_identity.csv", state=state, loss=loss)
         m |= {k("MaxErr"): src(float(g["max_rel_error"].max()), "max of max_rel_error"),
@@ -227,7 +228,8 @@ def geometry_macros(out: dict[str, pd.DataFrame]) -> dict[str, object]:
     m["GeoPointsMedianCensored"] = src(int(censoring["points_median_censored"].sum()), "sum of points_median_censored")
     for r in out["geometry_summary"].itertuples():
         src = source("geometry_summary.csv", population=r.population, measure=r.measure)
-        m[macro_name("Geo", r.population, r.measure, "Median")] = src(float(r.median), "median")
+        m |= {macro_name("Geo", r.population, r.measure, stat): src(float(getattr(r, column)), column)
+              for stat, column in (("Median", "median"), ("Min", "min"), ("Max", "max"))}
     for r in out["geometry_compare"].itertuples():
         k = lambda *p: macro_name("Geo", r.population, r.measure, *p)
         src = source("geometry_compare.csv", population=r.population, measure=r.measure)

@@ -135,6 +135,10 @@ class GeometryConfig:
     radius_max: float = 100.0
     radius_grid: int = 48
     identity_points: int = 4  # points per population with a dense Hessian for the identity check
+    # how bayes_rejection's points are drawn: "parameters" (every parameter from the prior,
+    # mcmc.init_from_rejection) or "preactivations" (the outputs on S first, the parameters only for
+    # the draws that fit: study/preactivations.py; the same law, fully connected networks only)
+    posterior_sampler: str = "parameters"
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,11 @@ def memory_estimate(cfg: ExperimentConfig) -> dict[str, tuple[int, str]]:
         g = cfg.geometry
         inputs = n_inputs(t)
         # Jacobians on every input and Krylov bases for a chunk of points; one dense D x D Hessian
+        # where the identity check runs (identity_points > 0)
         per_point = 4 * D * (2 * inputs + g.lanczos_matvecs + g.top_k + g.directions)
-        out["geometry"] = (g.chunk_points * per_point + 3 * 4 * D * D, "geometry.chunk_points, network.widths")
+        dense = 3 * 4 * D * D if g.identity_points else 0
+        out["geometry"] = (g.chunk_points * per_point + dense, "geometry.chunk_points, network.widths"
+                           + (", geometry.identity_points" if g.identity_points else ""))
     if cfg.sweep is not None:
         Dmax = max(param_count(shape, dataclasses.replace(net, widths=v.widths)) for v in cfg.sweep.variants)
         out["sweep"] = (4 * Dmax * (8 * cfg.sweep.runs + (cfg.geometry.chunk_points if cfg.geometry else 1) * 2 * n_inputs(t)),

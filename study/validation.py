@@ -197,16 +197,27 @@ def validate_geometry(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
     check(g.delta > 0, "geometry.delta", f"must be > 0, got {g.delta}")
     check(0 < g.radius_min < g.radius_max, "geometry.radius_max",
            f"need 0 < radius_min < radius_max, got {g.radius_min}, {g.radius_max}")
-    known = {"bayes_rejection": cfg.rejection, "bayes_mcmc": cfg.mcmc}
+    check(g.posterior_sampler in ("parameters", "preactivations"), "geometry.posterior_sampler",
+          f"must be 'parameters' or 'preactivations', got {g.posterior_sampler!r}")
+    check(g.posterior_sampler == "parameters" or not cfg.network.conv_channels, "geometry.posterior_sampler",
+          "'preactivations' needs a fully connected network (network.conv_channels empty)")
+    # bayes_rejection's points come from the geometry stage's own prior draws; without a [rejection]
+    # section they are asked for by name, drawn from pre-activations (P(S) too small otherwise)
+    known = {"bayes_rejection": cfg.rejection if g.posterior_sampler == "parameters" else True, "bayes_mcmc": cfg.mcmc}
     check(len(set(g.populations)) == len(g.populations), "geometry.populations",
            f"each population at most once (a repeat would measure its points twice), got {list(g.populations)}")
     for i, pop in enumerate(g.populations):
         if pop in known:
             check(known[pop] is not None, f"geometry.populations[{i}]", f"{pop} needs the config's "
-                   f"[{'rejection' if pop == 'bayes_rejection' else 'mcmc'}] section")
+                   f"[{'rejection' if pop == 'bayes_rejection' else 'mcmc'}] section"
+                   + (" or geometry.posterior_sampler = 'preactivations'" if pop == "bayes_rejection" else ""))
         else:
             check(pop in sgd_names, f"geometry.populations[{i}]",
                    f"unknown population {pop!r}; known: bayes_rejection, bayes_mcmc, {sgd_names}")
+    defaults = [p for p, section in (("bayes_rejection", cfg.rejection), ("bayes_mcmc", cfg.mcmc)) if section]
+    check(any(p.startswith("bayes_") for p in (g.populations or defaults)), "geometry.populations",
+          "needs a Bayesian population for the others to be compared with: a [rejection] or [mcmc] section, "
+          "or bayes_rejection listed with posterior_sampler = 'preactivations'")
 
 
 def validate_sweep(cfg: ExperimentConfig, sgd_names: list[str]) -> None:

@@ -32,6 +32,11 @@ def test_the_estimate_grows_with_the_sizes_it_names():
     # e1_smoke draws 16 output layers per hidden draw: fewer hidden draws (and activations) per batch
     plain = dataclasses.replace(cfg, rejection=dataclasses.replace(cfg.rejection, readouts=1))
     assert cfg.rejection.readouts == 16 and base["rejection"][0] < memory.memory_estimate(plain)["rejection"][0]
+    # the geometry stage holds a dense D x D Hessian only for the identity check
+    D = build_network(cfg.network, 7).n_params
+    no_dense = dataclasses.replace(cfg, geometry=dataclasses.replace(cfg.geometry, identity_points=0))
+    assert base["geometry"][0] - memory.memory_estimate(no_dense)["geometry"][0] == 3 * 4 * D * D
+    assert "identity_points" in base["geometry"][1] and "identity_points" not in memory.memory_estimate(no_dense)["geometry"][1]
 
 
 @pytest.mark.parametrize("section, values, field", [

@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 
 from analysis.__main__ import main as analysis_main
-from study import cli
+from study import cli, mcmc
+from study.config import load
+from study.network import build_network
+from study.tasks import task_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
@@ -366,6 +369,28 @@ def test_cnn_image_task_is_compared_with_the_exact_nngp_sample(tmp_path):
     macros = (out / "macros.tex").read_text()
     assert r"\newcommand{\EThreecnnReference}{NNGP exact}" in macros
     assert r"\newcommand{\EThreecnnNetWidths}{8x8-c8-32-1}" in macros
+
+
+def test_geometry_at_image_points_against_exact_posterior_points(tmp_path):
+    """E3G smoke (configs/e3g_smoke.toml): no [rejection] or [mcmc]; the geometry stage draws the
+    finite network's posterior points from pre-activations (every one fits S), measures them beside
+    SGD's at image points, and the analysis compares SGD's with them (not with the NNGP sample, which
+    has no points); without dense Hessians there are no identity tables."""
+    cfg = load(ROOT / "configs" / "e3g_smoke.toml")
+    out = run_pipeline(ROOT / "configs" / "e3g_smoke.toml", tmp_path, ("fig_geometry", "fig_accessibility"))
+    with np.load(out / "raw" / "geometry" / "points_bayes_rejection.npz") as f:
+        theta = f["theta_PxD"]
+    task = task_from_config(cfg.task, cfg.seed)
+    net = build_network(cfg.network, task.input_shape)
+    assert len(theta) == cfg.geometry.points and mcmc.fits_training_set(net, task, theta).all()
+    points = pd.read_csv(out / "tables" / "geometry_points.csv")
+    assert points.groupby("population").size().to_dict() == {p: cfg.geometry.points for p in cfg.geometry.populations}
+    compare = pd.read_csv(out / "tables" / "geometry_compare.csv")
+    assert set(compare["population"]) == set(cfg.geometry.populations) - {"bayes_rejection"}
+    agreement = pd.read_csv(out / "tables" / "agreement.csv")
+    assert set(agreement["reference"]) == {"nngp_exact"}
+    assert not (out / "tables" / "geometry_identity.csv").exists()
+    assert (out / "figures" / "fig_geometry.pdf").exists()
 
 
 def test_two_shards_on_localhost_write_the_tables_of_one_process(smoke, tmp_path):

@@ -95,7 +95,28 @@ def with_(section, **values):
     (with_("mcmc", chains=3), "mcmc.chains: must be even"),
     (with_("nngp", draws=3 * 2**22, chunk_draws=2**22), "nngp.draws: must be an even number"),
     (with_("geometry", populations=["a", "bayes_rejection", "a"]), "geometry.populations: each population at most once"),
+    (with_("geometry", posterior_sampler="gibbs"), "geometry.posterior_sampler: must be"),
+    ({**with_("geometry", posterior_sampler="preactivations"),
+      "task": {"kind": "digits", "m": 10, "n_test": 4}, "network": {"conv_channels": [4]}},
+     "geometry.posterior_sampler: 'preactivations' needs a fully connected network"),
+    # without [rejection], bayes_rejection's points need the pre-activation sampler, and some Bayesian
+    # population must be measured for SGD's to be compared with
+    ({k: v for k, v in with_("geometry", populations=["bayes_rejection"]).items() if k != "rejection"},
+     r"geometry.populations\[0\]: .* or geometry.posterior_sampler = 'preactivations'"),
+    ({k: v for k, v in with_("geometry").items() if k != "rejection"} | {"nngp": {}},
+     "geometry.populations: needs a Bayesian population"),
 ])
 def test_bad_config_names_the_field(raw, field):
     with pytest.raises(ConfigError, match=field):
         from_dict(raw)
+
+
+def test_pre_activation_points_stand_in_for_a_rejection_stage():
+    """E3G's shape: no [rejection], bayes_rejection measured from pre-activation draws; the
+    geometry's reference is then that population, while P_B's stays the NNGP's exact sample."""
+    from study.stages import geometry_reference
+    raw = {k: v for k, v in with_("geometry", populations=["bayes_rejection", "a"],
+                                  posterior_sampler="preactivations").items() if k != "rejection"}
+    cfg = from_dict(raw | {"nngp": {}})
+    assert cfg.reference == "nngp_exact" and geometry_reference(cfg) == "bayes_rejection"
+    assert geometry_reference(from_dict(with_("geometry"))) == "bayes_rejection"  # E1: the reference estimator

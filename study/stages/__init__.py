@@ -103,6 +103,14 @@ def geometry_populations(cfg: ExperimentConfig) -> list[str]:
     return bayes + [s.name for s in cfg.sgd.settings]
 
 
+def geometry_reference(cfg: ExperimentConfig) -> str:
+    """The Bayesian population the others' geometry is compared with: the config's reference
+    estimator where the geometry stage measures its points, else the first bayes_ population it
+    measures (E3G: P_B from the NNGP's exact sample, points of the finite network's posterior)."""
+    pops = geometry_populations(cfg)
+    return cfg.reference if cfg.reference in pops else next(p for p in pops if p.startswith("bayes_"))
+
+
 def _geometry_reads(cfg: ExperimentConfig) -> tuple[str, ...]:
     pops = geometry_populations(cfg)
     return (("sgd",) if any(not p.startswith("bayes_") for p in pops) else ()) + (
@@ -124,7 +132,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("nngp_ep.csv", "nngp_exact_counts.csv", "nngp_summary.csv"), reads=_nngp_reads),
     Stage("geometry", 5, "NTK feature spectra, Hessian and basin size of zero-error points",
           lambda cfg: {"geometry": _asdict(cfg.geometry), "populations": geometry_populations(cfg)},
-          ("geometry.py", "mcmc.py", "ess.py", "diagnostics.py", "sgd.py", "devices.py", "stages/sgd.py"),
+          ("geometry.py", "mcmc.py", "preactivations.py", "ess.py", "diagnostics.py", "sgd.py", "devices.py", "stages/sgd.py"),
           ("geometry.csv", "geometry_identity.csv", "geometry_chunks.csv"),
           reads=_geometry_reads),
     Stage("sweep", 6, "E5: the geometry of SGD and posterior points for network variants (weight decay, widths)",

@@ -12,7 +12,8 @@ each point (study/geometry.py). Writes under results/<experiment>/raw/:
 Points come from the other stages' public outputs: SGD points are the runs among 0..points-1 of
 the setting that fitted S (raw/sgd_params.npz, the same runs as the first rows of sgd_runs.csv);
 MCMC points are the chains' final states (raw/mcmc_states.npz); exact posterior points are the
-first zero-error prior draws of this stage's own key."""
+first zero-error prior draws of this stage's own key (every parameter drawn, or with
+geometry.posterior_sampler = "preactivations" the outputs on S first, study/preactivations.py)."""
 from __future__ import annotations
 
 import time
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from study import geometry, mcmc
+from study import geometry, mcmc, preactivations
 from study.runner import Context, Part, StageError
 from study.stages import geometry_populations
 from study.stages.sgd import solutions
@@ -34,7 +35,14 @@ def collect_points(ctx: Context, population: str, key: jax.Array) -> dict[str, n
     n, net, task = ctx.cfg.geometry.points, ctx.net, ctx.task
     if population == "bayes_rejection":
         try:
-            theta = mcmc.init_from_rejection(net, task, key, n)
+            if ctx.cfg.geometry.posterior_sampler == "preactivations":
+                points = preactivations.zero_error_points(net, task, key, n)
+                if points.refit_failures:
+                    raise RuntimeError(f"{points.refit_failures} of {n} points drawn from pre-activations "
+                                       "misclassify an input of S when run forward in float32")
+                theta = points.theta_PxD
+            else:
+                theta = mcmc.init_from_rejection(net, task, key, n)
         except RuntimeError as err:
             raise StageError(f"geometry population bayes_rejection: {err}") from None
         source = np.arange(n)
