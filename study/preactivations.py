@@ -9,8 +9,9 @@ per parameter. For E3's 64-256-256-1 at m = 10 that is 5,130 normals per draw ag
 
 Rejection on those outputs keeps exactly the prior's draws that fit S. For each kept draw the
 parameters are then drawn from the prior given its pre-activations, by Matheron's rule: with A = [h 1]
-and D the prior variances of a column (w, b), w = e + D A^T Sigma^-1 (z - A e), e ~ N(0, D), is a
-draw of N(0, D) conditioned on A w = z (A D A^T = Sigma). So theta has the law of
+and D the prior variances of a column (w, b), w = e + D A^T Sigma^+ (z - A e), e ~ N(0, D), is a
+draw of N(0, D) conditioned on A w = z (A D A^T = Sigma; the pseudo-inverse because Sigma is singular
+whenever the layer's inputs on S span fewer than m dimensions, and z then lies in its range). So theta has the law of
 `mcmc.init_from_rejection`'s draws (the prior restricted to zero training error), at a fraction of
 the cost when the network is wide and m small. Convolutional layers have no such column-wise law and
 are refused."""
