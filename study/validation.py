@@ -214,8 +214,8 @@ def validate_geometry(cfg: ExperimentConfig, sgd_names: list[str]) -> None:
         else:
             check(pop in sgd_names, f"geometry.populations[{i}]",
                    f"unknown population {pop!r}; known: bayes_rejection, bayes_mcmc, {sgd_names}")
-    defaults = [p for p, section in (("bayes_rejection", cfg.rejection), ("bayes_mcmc", cfg.mcmc)) if section]
-    check(any(p.startswith("bayes_") for p in (g.populations or defaults)), "geometry.populations",
+    from study.stages import geometry_populations
+    check(any(p.startswith("bayes_") for p in geometry_populations(cfg)), "geometry.populations",
           "needs a Bayesian population for the others to be compared with: a [rejection] or [mcmc] section, "
           "or bayes_rejection listed with posterior_sampler = 'preactivations'")
 
