@@ -16,8 +16,7 @@ import pytest
 from analysis.__main__ import main as analysis_main
 from study import cli, mcmc
 from study.config import load
-from study.network import build_network
-from study.tasks import task_from_config
+from study.runner import setup
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "e1_smoke.toml"
@@ -153,7 +152,6 @@ def test_sgd_started_chains_start_outside_the_sgd_population(smoke):
 
     from study import sgd
     from study.config import load
-    from study.runner import setup
     from study.stages import STAGES
     from study.stages.sgd import setting_key
 
@@ -179,7 +177,6 @@ def test_sgd_params_are_the_population_runs(smoke):
 
     from study.config import load
     from study.geometry import functions_on_E
-    from study.runner import setup
 
     cfg = load(SMOKE)
     task, net = setup(cfg)
@@ -380,8 +377,7 @@ def test_geometry_at_image_points_against_exact_posterior_points(tmp_path):
     out = run_pipeline(ROOT / "configs" / "e3g_smoke.toml", tmp_path, ("fig_geometry", "fig_accessibility"))
     with np.load(out / "raw" / "geometry" / "points_bayes_rejection.npz") as f:
         theta = f["theta_PxD"]
-    task = task_from_config(cfg.task, cfg.seed)
-    net = build_network(cfg.network, task.input_shape)
+    task, net = setup(cfg)
     assert len(theta) == cfg.geometry.points and mcmc.fits_training_set(net, task, theta).all()
     points = pd.read_csv(out / "tables" / "geometry_points.csv")
     assert points.groupby("population").size().to_dict() == {p: cfg.geometry.points for p in cfg.geometry.populations}
