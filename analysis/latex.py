@@ -21,9 +21,10 @@ def _effect_cell(row: pd.Series) -> str:
 
 
 def span(lo: float, hi: float) -> str:
-    """"lo--hi" as the paper prints it, or one number where both print alike."""
+    """"lo--hi" as the paper prints it (an en dash), "lo to hi" when hi is negative (LaTeX would read
+    "--" followed by a minus sign as an em dash and drop the sign), or one number where both print alike."""
     a, b = fmt(lo), fmt(hi)
-    return a if a == b else f"{a}--{b}"
+    return a if a == b else f"{a} to {b}" if b.startswith("-") else f"{a}--{b}"
 
 
 def _p(p: float) -> str:

@@ -42,7 +42,8 @@ def runs_sum() -> pd.DataFrame:
 
 @pytest.mark.parametrize("lo, hi, text", [(0.1, 0.2, "0.10--0.20"), (0.1, 0.1, "0.10"),
                                           (0.101, 0.104, "0.10"),  # print alike: one number
-                                          (5, 5, "5"), (100, 2000, r"100--2\,000"), (-0.5, 0.25, "-0.50--0.25")])
+                                          (5, 5, "5"), (100, 2000, r"100--2\,000"), (-0.5, 0.25, "-0.50--0.25"),
+                                          (-0.09, -0.03, "-0.09 to -0.03")])  # never "---": an em dash
 def test_span(lo, hi, text):
     assert latex.span(lo, hi) == text
 
