@@ -13,7 +13,7 @@ from analysis import ep_view, geometry, latex, sweep, tables
 from analysis.macros import Macro, macro_name, provenance, render, source
 from study.config import load_or_report
 from study.network import build_network
-from study.diagnostics import TOP_FUNCTIONS_TRACED
+from study.diagnostics import RHAT_THRESHOLD, TOP_FUNCTIONS_TRACED
 from study.stages import geometry_reference
 from study.store import atomic_write_csv, atomic_write_text, write_sidecar
 from study.memory import input_shape
@@ -217,9 +217,11 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "NngpExactAccepted": src(int(s["exact_samples"]), "exact_samples"),
               "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max"),
               "NngpEpMethod": src(s["ep_method"], "ep_method")}
-        if cfg.nngp.exact == "ess":  # the exact sampler's chains, as configured
+        if cfg.nngp.exact == "ess":  # the exact sampler's chains, as configured, and whether they mixed
+            mixed = bool(s["exact_r_hat_max"] <= RHAT_THRESHOLD)  # False for NaN
             m |= {"NngpChains": c(cfg.nngp.chains, "nngp.chains"), "NngpBurnIn": c(cfg.nngp.burn_in, "nngp.burn_in"),
-                  "NngpThin": c(cfg.nngp.thin, "nngp.thin")}
+                  "NngpThin": c(cfg.nngp.thin, "nngp.thin"),
+                  "NngpExactMixed": src(mixed, f"exact_r_hat_max <= {RHAT_THRESHOLD}", "mixed" if mixed else "not mixed")}
     if "ep_methods" in out:
         for r in out["ep_methods"].itertuples():
             k, src = lambda *p: macro_name("EpMethods", r.comparison, *p), source("ep_methods.csv", comparison=r.comparison)
