@@ -157,6 +157,11 @@ def macro_prefix(cfg) -> str:
     return macro_name(cfg.name.split("_")[0])
 
 
+def mixed_text(mixed: bool) -> str:
+    """How the paper says whether chains mixed."""
+    return "mixed" if mixed else "not mixed"
+
+
 def paper_macros(cfg, out: dict) -> dict[str, Macro]:
     runs_sum, agreement, coverage = out["runs_summary"], out["agreement"], out["coverage"]
     c, an = source("config"), cfg.analysis
@@ -205,7 +210,7 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
                   k("EssTailFunctionsMin"): src(int(r.ess_tail_functions_min), "ess_tail_functions_min"),
                   k("NEff"): src(int(r.n_eff), "n_eff"),
                   k("NEffHalf"): src(int(min(r.n_eff_half_a, r.n_eff_half_b)), "min of n_eff_half_a, n_eff_half_b"),
-                  k("Mixed"): src(bool(r.mixed), "mixed", "mixed" if r.mixed else "not mixed"),
+                  k("Mixed"): src(bool(r.mixed), "mixed", mixed_text(r.mixed)),
                   k("Init"): src(r.init, "init")}
     if "nngp_summary" in out:
         s, src = out["nngp_summary"].iloc[0], source("nngp_summary.csv")
@@ -218,10 +223,10 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max"),
               "NngpEpMethod": src(s["ep_method"], "ep_method")}
         if cfg.nngp.exact == "ess":  # the exact sampler's chains, as configured, and whether they mixed
-            mixed = bool(s["exact_r_hat_max"] <= RHAT_THRESHOLD)  # False for NaN
+            mixed = tables.mixed(s["exact_r_hat_max"])
             m |= {"NngpChains": c(cfg.nngp.chains, "nngp.chains"), "NngpBurnIn": c(cfg.nngp.burn_in, "nngp.burn_in"),
                   "NngpThin": c(cfg.nngp.thin, "nngp.thin"),
-                  "NngpExactMixed": src(mixed, f"exact_r_hat_max <= {RHAT_THRESHOLD}", "mixed" if mixed else "not mixed")}
+                  "NngpExactMixed": src(mixed, f"exact_r_hat_max <= {RHAT_THRESHOLD}", mixed_text(mixed))}
     if "ep_methods" in out:
         for r in out["ep_methods"].itertuples():
             k, src = lambda *p: macro_name("EpMethods", r.comparison, *p), source("ep_methods.csv", comparison=r.comparison)

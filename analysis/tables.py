@@ -342,6 +342,11 @@ def sampler_summary(chunk_stats: pd.DataFrame, raw_bayes: pd.DataFrame, n_eff: d
                           "config_hash": chunk_stats["config_hash"].iat[0], "seed": int(chunk_stats["seed"].iat[0])}])
 
 
+def mixed(r_hat_max: float) -> bool:
+    """Whether chains mixed by the project's criterion: largest split R-hat <= RHAT_THRESHOLD (NaN: no)."""
+    return bool(r_hat_max <= RHAT_THRESHOLD)
+
+
 def mcmc_summary(chunk_stats: pd.DataFrame, diagnostics: pd.DataFrame, estimators: dict[str, pd.DataFrame],
                  n_eff: dict[str, dict]) -> pd.DataFrame:
     """One row per chain population: chains, kept samples, where they started, the largest
@@ -364,7 +369,7 @@ def mcmc_summary(chunk_stats: pd.DataFrame, diagnostics: pd.DataFrame, estimator
                      "ess_tail_functions_min": float(d.loc[fn, "ess_tail"].min()),
                      "ess_min": float(d["ess_bulk"].min()), "ess_max": float(d["ess_bulk"].max()),
                      "n_eff": n_eff[pop][None], "n_eff_half_a": n_eff[pop][0], "n_eff_half_b": n_eff[pop][1],
-                     "mixed": bool(r_hat_max <= RHAT_THRESHOLD),
+                     "mixed": mixed(r_hat_max),
                      "config_hash": first["config_hash"], "seed": int(first["seed"])})
     return pd.DataFrame(rows)
 
