@@ -18,12 +18,13 @@ PROFILE ?= quick
 # E1: Boolean headline with the three P_B estimators cross-checked (E2) on its task;
 # E2 and E2m64: larger training sets (m = 32, 64), where rejection is infeasible (SGD against
 # MCMC and NNGP-EP); E1M: Mingard et al.'s own Boolean setting (E = every input outside S), at
-# m = 32 and m = 64 (E1M64); E1Mmaj: the same with the majority target;
+# m = 32 and m = 64 (E1M64); E1MS: E1M with many runs of four settings, for Mingard et al.'s scatter;
+# E1Mmaj: the same with the majority target;
 # E1Mb0: E1M without biases (sigma_b = 0, Mingard et al.'s other prior);
 # E3 and E3cnn: image tasks (binarised digits; MNIST in the full profile) with a fully connected and a
 # convolutional network, against the exact NNGP posterior; E3G: E3's fully connected network at m = 10,
 # where the geometry of SGD's points is measured beside exact posterior points (E4 at image points).
-EXPERIMENTS ?= e1 e2 e2m64 e1m e1m64 e1mmaj e1mb0 e3 e3cnn e3g
+EXPERIMENTS ?= e1 e2 e2m64 e1m e1ms e1m64 e1mmaj e1mb0 e3 e3cnn e3g
 NAMES = $(EXPERIMENTS:%=%_$(PROFILE))
 CONFIGS = $(NAMES:%=configs/%.toml)
 PY = .venv/bin/python
@@ -46,7 +47,8 @@ TEX_PACKAGES = latexmk texlive-latex-base texlive-latex-recommended texlive-late
 FIGURES = fig_scatter fig_sgd_vs_ep fig_rankfreq fig_agreement fig_estimators
 # Geometry figures (E4, E6) only for the experiments whose config has a [geometry] section (fig_identity
 # only where it has dense Hessians: identity_points not 0), fig_sweep (E5) only for those with a [sweep] section, fig_mcmc_traces for those with [mcmc],
-# fig_ep_mass (every run seen through EP's P_B) and fig_error_vs_pb for those with [nngp].
+# fig_ep_mass (every run seen through EP's P_B) and fig_error_vs_pb for those with [nngp] (fig_ep_mass not
+# where EP scores only the frequent functions: nngp.ep_min_count above 1).
 GEOMETRY_FIGURES = fig_geometry fig_accessibility
 with_section = $(foreach n,$(NAMES),$(if $(shell grep -l '^\[$(1)\]' configs/$(n).toml 2>/dev/null),$(n)))
 GEOMETRY_NAMES = $(call with_section,geometry)
@@ -54,12 +56,13 @@ IDENTITY_NAMES = $(foreach n,$(GEOMETRY_NAMES),$(if $(shell grep -l '^identity_p
 SWEEP_NAMES = $(call with_section,sweep)
 MCMC_NAMES = $(call with_section,mcmc)
 NNGP_NAMES = $(call with_section,nngp)
+EP_MASS_NAMES = $(foreach n,$(NNGP_NAMES),$(if $(shell grep -lE '^ep_min_count = ([2-9]|[1-9][0-9]+)' configs/$(n).toml 2>/dev/null),,$(n)))
 FIGURE_PDFS = $(foreach n,$(NAMES),$(FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(foreach n,$(GEOMETRY_NAMES),$(GEOMETRY_FIGURES:%=results/$(n)/figures/%.pdf)) \
               $(IDENTITY_NAMES:%=results/%/figures/fig_identity.pdf) \
               $(SWEEP_NAMES:%=results/%/figures/fig_sweep.pdf) \
               $(MCMC_NAMES:%=results/%/figures/fig_mcmc_traces.pdf) \
-              $(NNGP_NAMES:%=results/%/figures/fig_ep_mass.pdf) \
+              $(EP_MASS_NAMES:%=results/%/figures/fig_ep_mass.pdf) \
               $(NNGP_NAMES:%=results/%/figures/fig_error_vs_pb.pdf)
 MACROS = $(NAMES:%=results/%/macros.tex)
 FIGURE_LIB = $(filter-out $(FIGURES:%=figures/%.py) $(GEOMETRY_FIGURES:%=figures/%.py) figures/fig_identity.py figures/fig_sweep.py figures/fig_mcmc_traces.py figures/fig_ep_mass.py figures/fig_error_vs_pb.py,$(wildcard figures/*.py))

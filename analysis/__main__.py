@@ -28,12 +28,14 @@ def build(cfg, results: Path) -> Path:
     task = task_from_config(cfg.task, cfg.seed)
     runs, estimators = raw["runs"], raw["estimators"]
     ep = ep_complete = None
+    ep_every_run = False  # did EP score every function a run or sample found (else the frequent ones only)?
     if "nngp_ep" in raw:
         # functions whose EP failed (counted in nngp_summary.ep_failed) have no log P_B: the set of
         # scored functions is then incomplete even where every function on E was enumerated
         scored = raw["nngp_ep"][raw["nngp_ep"]["ep_status"] == "converged"]
         ep = dict(zip(scored["function"], scored["log_p"]))
         ep_complete = bool(raw["nngp_summary"]["ep_enumerated"].iat[0]) and len(scored) == len(raw["nngp_ep"])
+        ep_every_run = int(raw["nngp_summary"].get("ep_min_count", pd.Series([1])).iat[0]) == 1
 
     bayes = tables.bayes_counts(estimators[cfg.reference])
     functions = [tables.function_table(tables.bayes_counts(r), name, task) for name, r in estimators.items()]
@@ -68,7 +70,11 @@ def build(cfg, results: Path) -> Path:
             out["ep_methods"] = ep_view.ep_methods_table(raw["nngp_ep"], estimators.get("nngp_exact"),
                                                          n_eff.get("nngp_exact", {}).get(None),
                                                          cfg.analysis.count_threshold)
-    if ep is not None:  # every run and posterior sample seen through EP's log P_B of its function
+    if ep is not None and "nngp_exact" in estimators:  # the scatter against EP, beside the posterior's own
+        out["ep_scatter"] = ep_view.ep_scatter_table(runs, estimators, ep, cfg, n_eff)
+    if ep is not None:  # how evenly each population finds the functions one test error from the target
+        out["single_errors"] = ep_view.single_error_table(ep_view.populations(runs, estimators), ep, task)
+    if ep is not None and ep_every_run:  # every run and posterior sample seen through EP's log P_B of its function
         out["ep_view"] = ep_view.ep_view_table(runs, estimators, ep, cfg, n_eff)
         out["ep_mass"] = ep_view.ep_mass_table(runs, estimators, ep)
         out["ep_summary"] = ep_view.ep_summary_table(runs, estimators, ep, ep_view.mean_test_error(functions))
@@ -92,6 +98,10 @@ def build(cfg, results: Path) -> Path:
         atomic_write_csv(frame, out_dir / f"{name}.csv")
         write_sidecar(out_dir / f"{name}.csv", analysis_seconds=time.perf_counter() - start, seed=cfg.seed,
                       experiment_hash=cfg.hash())
+    for stale in out_dir.glob("*.csv"):  # a table an earlier analysis wrote that this config has no more
+        if stale.stem not in out:
+            stale.unlink()
+            stale.with_suffix(".json").unlink(missing_ok=True)
 
     prefix = macro_prefix(cfg)
     atomic_write_text(results / cfg.name / "settings_table.tex", latex.settings_table(runs_sum, agreement))
@@ -108,6 +118,10 @@ def build(cfg, results: Path) -> Path:
         macros |= sweep.sweep_macros(out["sweep_summary"], out["sweep_correlation"]) | {
             "SweepMinSteps": source("config")(cfg.sweep.min_steps, "sweep.min_steps"),
             "SweepSetting": source("config")(cfg.sweep.setting, "sweep.setting")}
+    if "ep_scatter" in out:
+        macros |= ep_view.ep_scatter_macros(out["ep_scatter"])
+    if "single_errors" in out:
+        macros |= ep_view.single_error_macros(out["single_errors"])
     if "ep_view" in out:
         macros |= ep_view.ep_macros(out["ep_view"], out["ep_summary"], out["ep_trend"])
         atomic_write_text(results / cfg.name / "ep_view_table.tex",

@@ -15,8 +15,11 @@ import pandas as pd
 
 from analysis import stats
 from analysis.macros import fmt, macro_name, source
-from analysis.tables import bayes_counts, ep_ranked, matched, sgd_counts, unavailable, with_q_values
+from analysis.tables import (bayes_counts, ep_correlations, ep_ranked, matched, sgd_counts, unavailable,
+                             with_q_values)
 from study.config import ExperimentConfig
+from study.encoding import bits_to_hex
+from study.tasks import Task
 
 BIN_DECADES = 1.0  # width of the bins of log10 P_B
 
@@ -53,6 +56,120 @@ def ep_view_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: d
             frames.append(matched(name, setting, counts, sum(counts.values()), estimators[posterior],
                                   n_eff[posterior], cfg, rng, view=view, reference=posterior))
     return with_q_values(pd.concat(frames, ignore_index=True))
+
+
+SCATTER_STATISTICS = ("pearson_log", "spearman_log", "slope_log", "n_common")
+
+
+def ep_scatter_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float],
+                     cfg: ExperimentConfig, n_eff: dict[str, dict]) -> pd.DataFrame:
+    """Mingard et al.'s scatter of log P_SGD against EP's log P_B beside its noise floor: per SGD
+    setting, tables.ep_correlations of its runs (functions seen at least count_threshold times)
+    and of half A of the exact NNGP sample, both subsampled to one size n (tables.matched). The
+    floor is what the scatter of a sample of the posterior itself looks like at that n, through
+    the same EP, so selection on the counts and EP's own errors bias both alike; the effect is
+    SGD's statistic minus it (slope above 0: SGD concentrates on EP's most probable functions
+    more than the posterior does). No permutation test: agreement.csv has SGD against the same
+    sample. A subsample never counts a function more often than the whole sample, so the
+    functions seen fewer than count_threshold times in both can never enter the statistics; they
+    are lumped into one unscored function, which leaves the subsamples' and bootstraps' counts of
+    every other function as they were in distribution (E1MS: 10^5 functions down to 10^3)."""
+    rng = np.random.default_rng([cfg.seed, 0x5C])
+    posterior, rare, threshold = "nngp_exact", "rare", cfg.analysis.count_threshold
+    reference = estimators[posterior]
+    frequent_ref = reference.groupby("function")["count"].sum().loc[lambda c: c >= threshold].index
+
+    def view(keys):
+        log_p = np.array([ep.get(k, np.nan) for k in keys], float)
+        return (lambda a, _: ep_correlations(np.asarray(a), log_p, threshold)), stats.total_variation
+
+    frames = []
+    for setting, group in runs.groupby("setting", sort=False):
+        counts = sgd_counts(group)
+        name = f"sgd_vs_{posterior}_ep_scatter"
+        if not counts:
+            frames.append(unavailable(name, setting, SCATTER_STATISTICS, reference=posterior))
+            continue
+        keep = set(frequent_ref) | {f for f, c in counts.items() if c >= threshold}
+        lumped = {f: c for f, c in counts.items() if f in keep}
+        lumped[rare] = sum(counts.values()) - sum(lumped.values())
+        ref = reference.assign(function=reference["function"].where(reference["function"].isin(keep), rare))
+        frames.append(matched(name, setting, lumped, sum(counts.values()), ref, n_eff[posterior], cfg, rng, view=view,
+                              test_tv=False, reference=posterior))
+    return with_q_values(pd.concat(frames, ignore_index=True))
+
+
+def ep_scatter_macros(scatter: pd.DataFrame) -> dict:
+    """Paper macros of ep_scatter_table: per setting and statistic, its value, floor and effect
+    interval (ScatterSgdBEightCePearsonLog, ...Floor, ...EffectLo, ...EffectHi; the size n), and
+    over the settings the range of each value and floor and how many effects lie above or below 0."""
+    m = {}
+    rows = scatter.dropna(subset=["value"])
+    for r in rows.itertuples():
+        k = lambda *p: macro_name("Scatter", r.setting, r.statistic, *p)
+        src = source("ep_scatter.csv", setting=r.setting, statistic=r.statistic)
+        num = (lambda v: int(round(v))) if r.statistic == "n_common" else float  # n_common: a mean count
+        m |= {k(): src(num(r.value), "value (mean over the matched draws)"),
+              k("Floor"): src(num(r.floor), "floor (mean over the matched draws)"),
+              k("EffectLo"): src(float(r.effect_low), "effect_low"), k("EffectHi"): src(float(r.effect_high), "effect_high")}
+        m[macro_name("Scatter", r.setting, "N")] = src(int(r.n_a), "n_a")
+    for statistic, g in rows.groupby("statistic", sort=False):
+        k = lambda *p: macro_name("Scatter", statistic, *p)
+        src = source("ep_scatter.csv", "SGD settings", statistic=statistic)
+        num = (lambda v: int(round(v))) if statistic == "n_common" else float
+        m |= {k("Min"): src(num(g["value"].min()), "min of value"), k("Max"): src(num(g["value"].max()), "max of value"),
+              k("FloorMin"): src(num(g["floor"].min()), "min of floor"),
+              k("FloorMax"): src(num(g["floor"].max()), "max of floor"),
+              k("Above"): src(int((g["effect_low"] > 0).sum()), "settings with effect_low > 0"),
+              k("Below"): src(int((g["effect_high"] < 0).sum()), "settings with effect_high < 0")}
+    return m
+
+
+def single_error_table(counts: dict[str, dict[str, int]], ep: dict[str, float], task: Task) -> pd.DataFrame:
+    """The |E| functions that differ from the target on one test input: EP's log10 P_B over them
+    (its range: 0 where they are equally probable, as the NNGP kernel of the Boolean task makes
+    them), and per population (`counts`: populations()) how evenly it finds them: their counts, the
+    dispersion index var / mean over all |E| (unseen ones count 0; about 1 for independent draws
+    of equally probable functions), the chi-square test of equal probabilities (scipy, |E| - 1
+    degrees of freedom; a chain sample is treated as independent draws, which its effective size
+    near its size allows) and the largest count over the mean."""
+    keys = []
+    for k in range(len(task.test_idx)):
+        bits = task.y_test.astype(bool).copy()
+        bits[k] = ~bits[k]
+        keys.append(bits_to_hex(bits))
+    score = log10_scores(ep, keys)
+    ok = np.isfinite(score)
+    rows = []
+    for population, pop in counts.items():
+        c = np.array([pop.get(k, 0) for k in keys], float)
+        mean = c.mean()
+        chi2 = float(np.sum((c - mean) ** 2) / mean) if mean > 0 else float("nan")
+        rows.append({"population": population, "functions": len(keys), "seen": int((c > 0).sum()),
+                     "items": int(c.sum()), "items_total": int(sum(pop.values())), "count_mean": mean,
+                     "count_max": int(c.max()), "count_min": int(c.min()),
+                     "dispersion": float(c.var(ddof=1) / mean) if mean > 0 else float("nan"),
+                     "chi2": chi2, "p_value": float(stats.sps.chi2.sf(chi2, len(keys) - 1)) if mean > 0 else float("nan"),
+                     "max_over_mean": float(c.max() / mean) if mean > 0 else float("nan"),
+                     "ep_scored": int(ok.sum()), "ep_log10_mean": float(score[ok].mean()) if ok.any() else float("nan"),
+                     "ep_log10_range": float(np.ptp(score[ok])) if ok.any() else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def single_error_macros(table: pd.DataFrame) -> dict:
+    """Per population: SingleErrors<Population>Dispersion, ...PValue, ...MaxOverMean, ...Items; EP's
+    range and mean log10 P_B over the functions (SingleErrorsEpRange, SingleErrorsEpMean)."""
+    m = {}
+    for r in table.itertuples():
+        k, src = lambda *p: macro_name("SingleErrors", r.population, *p), source("single_errors.csv", population=r.population)
+        m |= {k("Dispersion"): src(float(r.dispersion), "dispersion"), k("PValue"): src(float(r.p_value), "p_value"),
+              k("MaxOverMean"): src(float(r.max_over_mean), "max_over_mean"), k("Items"): src(int(r.items), "items"),
+              k("Max"): src(int(r.count_max), "count_max"), k("Min"): src(int(r.count_min), "count_min")}
+    first = table.iloc[0]
+    src = source("single_errors.csv")
+    return m | {"SingleErrorsFunctions": src(int(first["functions"]), "functions"),
+                "SingleErrorsEpRange": src(float(first["ep_log10_range"]), "ep_log10_range"),
+                "SingleErrorsEpMean": src(float(first["ep_log10_mean"]), "ep_log10_mean")}
 
 
 def ep_mass_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float]) -> pd.DataFrame:

@@ -253,7 +253,7 @@ def matched_comparison(test: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, n
     Returns per statistic the mean and sd over repetitions of comparison, floor and effect
     (comparison minus floor), the effect's normal interval from a multinomial bootstrap of the
     first repetition's three subsamples, and the permutation p-values of TV (tv_permutation_test)
-    for test against ref_b and, as a check, ref_a against ref_b. `statistic(x, y)` -> {name: value}
+    for test against ref_b and, as a check, ref_a against ref_b (NaN with resamples = 0). `statistic(x, y)` -> {name: value}
     replaces all_statistics (which is the one that reads `threshold`), `tv` the tests' statistic."""
     if n < 1 or n_b < 1:
         raise ValueError(f"matched sample sizes must be >= 1, got {n} and {n_b}")
@@ -281,9 +281,8 @@ def matched_comparison(test: np.ndarray, ref_a: np.ndarray, ref_b: np.ndarray, n
         half = z * float(np.std(spread, ddof=1)) if len(spread) >= 2 and np.isfinite(effect) else np.nan
         out[name] = {"value": _nanmean(c), "value_sd": _nansd(c), "floor": _nanmean(f), "floor_sd": _nansd(f),
                      "effect": effect, "effect_sd": _nansd(c - f), "effect_low": effect - half, "effect_high": effect + half}
-    return {"n": int(t.sum()), "n_b": int(b.sum()), "statistics": out,
-            "p_value": tv_permutation_test(t, b, rng, resamples, tv),
-            "floor_p_value": tv_permutation_test(a, b, rng, resamples, tv)}
+    test = lambda x: tv_permutation_test(x, b, rng, resamples, tv) if resamples else np.nan  # 0: no test
+    return {"n": int(t.sum()), "n_b": int(b.sum()), "statistics": out, "p_value": test(t), "floor_p_value": test(a)}
 
 
 def _nanmean(x: np.ndarray) -> float:

@@ -44,8 +44,15 @@ def function_columns(functions, task: Task) -> pd.DataFrame:
     bits = [hex_to_bits(k, len(task.test_idx)) for k in functions]
     out = pd.DataFrame({"test_error": [float(np.mean(x != task.y_test)) for x in bits]}, index=pd.RangeIndex(len(bits)))
     if task.boolean:
-        out["lz"] = [seen_table_lz(task, x) for x in bits]
+        # each function's LZ complexity once per task: the analysis asks for the reference's
+        # functions again with every SGD setting (E1MS: 10^5 functions, four settings)
+        known = _LZ_CACHE.setdefault((task.target.tobytes(), task.test_idx.tobytes(), task.union_idx.tobytes()), {})
+        out["lz"] = [known[k] if k in known else known.setdefault(k, seen_table_lz(task, x))
+                     for k, x in zip(functions, bits)]
     return out
+
+
+_LZ_CACHE: dict[tuple, dict[str, float]] = {}
 
 
 def bayes_counts(raw: pd.DataFrame, half: int | None = None) -> dict[str, int]:
@@ -87,6 +94,23 @@ def ep_ranked(log_p_nats: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(log_p_nats) / EP_TIE_NATS)
 
 
+def ep_correlations(counts: np.ndarray, log_p: np.ndarray, threshold: int) -> dict[str, float]:
+    """Mingard et al.'s scatter: over the functions seen at least `threshold` times in a sample (its
+    counts) that EP scored (log_p in nats, NaN where not), Pearson and Spearman correlation of the
+    sample's log frequency with EP's log P_B and the least-squares slope of the first on the second
+    (1 when the sample is a draw from EP's P_B; above 1 when it concentrates on EP's most probable
+    functions), and how many functions; NaN where fewer than 3 or either side constant."""
+    keep = np.isfinite(log_p) & (counts >= threshold)
+    n = int(keep.sum())
+    out = dict.fromkeys(("pearson_log", "spearman_log", "slope_log"), float("nan")) | {"n_common": float(n)}
+    pa, pq = np.log(counts[keep] / counts.sum()), log_p[keep]
+    if n >= 3 and np.ptp(pa) > 0 and np.ptp(pq) > 0:
+        out["pearson_log"] = float(np.corrcoef(pa, pq)[0, 1])
+        out["spearman_log"] = float(stats.sps.spearmanr(pa, ep_ranked(pq))[0])
+        out["slope_log"] = float(np.polyfit(pq, pa, 1)[0])
+    return out
+
+
 def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str, float], cfg: ExperimentConfig,
                      rng: np.random.Generator, complete: bool, n_eff: float | None = None) -> pd.DataFrame:
     """Sample a against a computed distribution (EP's log P_B per function). Correlations over the
@@ -107,21 +131,18 @@ def compare_to_fixed(name: str, setting: str, a: dict[str, int], log_p: dict[str
     def ep_mass(keep):
         return float(np.exp(np.logaddexp.reduce(lp[keep])))
 
+    log_q = np.log(np.where(scored, q, np.nan))
+
     def stat(x, _):
-        keep = scored & (x >= an.count_threshold)
-        n = int(keep.sum())
-        out = dict.fromkeys(("pearson_log", "spearman_log", "slope_log", "kl", "tv"), float("nan"))
-        pa, pq = np.log(x[keep] / x.sum()), np.log(q[keep])
-        if n >= 3 and np.ptp(pa) > 0 and np.ptp(pq) > 0:  # else undefined, NaN
-            out["pearson_log"] = float(np.corrcoef(pa, pq)[0, 1])
-            out["spearman_log"] = float(stats.sps.spearmanr(pa, ep_ranked(pq))[0])
-            out["slope_log"] = float(np.polyfit(pq, pa, 1)[0])
+        out = ep_correlations(x, log_q, an.count_threshold)
+        n_common = out.pop("n_common")
+        out |= dict.fromkeys(("kl", "tv"), float("nan"))
         if complete:
             p = x / x.sum()
             out["tv"] = float(0.5 * np.abs(p - q).sum())
             ps = (x + 0.5) / (x.sum() + 0.5 * len(x))
             out["kl"] = float(np.sum(ps * np.log(ps / np.maximum(q, 1e-300))))
-        out["n_common"] = float(n)
+        out["n_common"] = n_common
         out["frequent_mass_log10"], out["frequent_functions"] = stats.frequent_mass(
             x, ep_mass, an.count_threshold, [cfg.seed, 0x5E], eligible=scored)
         return out
@@ -214,11 +235,12 @@ def rejection_design(counts: pd.DataFrame, chunks: pd.DataFrame) -> dict:
 
 
 def matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, ref_table: pd.DataFrame,
-            n_eff_ref: dict, cfg: ExperimentConfig, rng: np.random.Generator, view=None, **labels) -> pd.DataFrame:
+            n_eff_ref: dict, cfg: ExperimentConfig, rng: np.random.Generator, view=None, test_tv: bool = True,
+            **labels) -> pd.DataFrame:
     """Long table (one row per statistic): `test` against half B of a sampled reference beside the
     noise floor half A against half B, test and half A subsampled to one size n_a, half B to n_b in
     both (stats.matched_comparison), every side thinned to close to independent draws (usable),
-    with the permutation p-values of TV. `view(functions)` -> (statistics, tv) replaces the
+    with the permutation p-values of TV (not with test_tv False). `view(functions)` -> (statistics, tv) replaces the
     statistics and the tests' TV (analysis/ep_view.py: the samples seen through EP's log P_B)."""
     an = cfg.analysis
     half_a, half_b = bayes_counts(ref_table, 0), bayes_counts(ref_table, 1)
@@ -227,7 +249,7 @@ def matched(name: str, setting: str, test: dict[str, int], n_eff_test: float, re
     vec = lambda c: np.array([c.get(k, 0) for k in keys], np.int64)
     n = min(usable(n_eff_test, sum(test.values())), usable(n_eff_ref[0], sum(half_a.values())))
     res = stats.matched_comparison(vec(test), vec(half_a), vec(half_b), n, usable(n_eff_ref[1], sum(half_b.values())),
-                                   an.count_threshold, an.matched_reps, an.bootstrap, an.permutations, rng,
+                                   an.count_threshold, an.matched_reps, an.bootstrap, an.permutations if test_tv else 0, rng,
                                    an.confidence, statistic, tv)
     n_a, n_b = res["n"], res["n_b"]
     base = {"comparison": name, "setting": setting, **labels, "n_a": n_a, "n_b": n_b, "floor_n_a": n_a,

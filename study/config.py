@@ -107,6 +107,10 @@ class MCMCConfig:
 class NNGPConfig:
     """P_B in function space with the infinite-width NNGP kernel (study/nngp.py)."""
     ep_enumerate_max: int = 12  # |E| up to which EP scores all 2^|E| functions (else those seen)
+    # Above ep_enumerate_max: EP scores the functions some population (an SGD setting, a sampler) saw
+    # at least this many times. 1: every function seen, so that every run has a score; more: only
+    # the functions of a scatter of frequencies (at |E| = 96 and 10^5 runs most are seen once).
+    ep_min_count: int = 1
     # log P_B by EP (study/ep_batch.py): "ratio" of the normalisers of S + E and of S, "predictive"
     # (EP on S, then the Gaussian predictive on E: one EP in m dimensions for every function), or
     # "both" (the ratio is used, the predictive stored beside it to measure its accuracy)

@@ -123,6 +123,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if cfg.nngp is not None:
         ng = cfg.nngp
         check(0 <= ng.ep_enumerate_max <= 16, "nngp.ep_enumerate_max", f"must be in 0..16, got {ng.ep_enumerate_max}")
+        check(1 <= ng.ep_min_count <= -(-cfg.analysis.count_threshold // 2), "nngp.ep_min_count",
+               f"must be in 1..ceil(analysis.count_threshold / 2) = {-(-cfg.analysis.count_threshold // 2)} (the "
+               f"analysis selects functions seen that often in half a sample), got {ng.ep_min_count}")
         check(ng.exact in NNGP_EXACT, "nngp.exact", f"unknown exact sampler {ng.exact!r}; known: {NNGP_EXACT}")
         check(ng.ep in NNGP_EP, "nngp.ep", f"unknown EP method {ng.ep!r}; known: {NNGP_EP}")
         if ng.exact == "rejection":

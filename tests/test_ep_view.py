@@ -169,3 +169,72 @@ def test_trend_interval_covers_the_true_rank_correlation_and_excludes_zero_only_
     shuffled = functions.assign(test_error=rng.permutation(error))
     row = ep_view.ep_trend_table(shuffled, ep, np.random.default_rng(0), 400, 0.95).iloc[0]
     assert row.ci_low < 0 < row.ci_high
+
+
+def scatter_population(rng, power, n_runs=20_000, n_ref=40_000, n_functions=2000):
+    """A posterior over 2,000 functions with log10 P_B uniform over 3 decades, an exact sample of it
+    in chunks (two halves), and 'SGD' runs drawn from P_B^power: power 1 a Bayesian sampler,
+    above 1 one that over-concentrates on the most probable functions."""
+    log10_p = rng.uniform(-6, -3, n_functions)
+    p = 10**log10_p / np.sum(10**log10_p)
+    q = p**power / np.sum(p**power)
+    functions = np.array([f"{i:04x}" for i in range(n_functions)])
+    ep = dict(zip(functions, log10_p * np.log(10)))
+    runs = pd.DataFrame({"setting": "sgd", "fitted": True, "function": functions[rng.choice(n_functions, n_runs, p=q)]})
+    exact = pd.DataFrame({"chunk": np.arange(n_ref) % 8, "function": functions[rng.choice(n_functions, n_ref, p=p)],
+                          "count": 1})
+    n_eff = {"nngp_exact": {None: n_ref, 0: n_ref / 2, 1: n_ref / 2}}
+    return runs, {"nngp_exact": exact}, ep, n_eff
+
+
+def test_the_matched_scatter_against_ep_sits_on_its_floor_for_a_bayesian_sampler_only():
+    """Selecting the functions seen at least count_threshold times biases the slope of the scatter
+    (rare functions clear the threshold only when seen more often than their P_B says), so a
+    Bayesian sampler's slope is not 1: the floor, the posterior sample's own scatter at the same n,
+    carries the same bias. The fair sampler's effect interval covers 0 and excludes the naive
+    answer (slope 1); P_B^1.5's slope lies beyond its floor, and its interval excludes 0."""
+    cfg = ExperimentConfig(name="t", seed=0, rejection=RejectionConfig(),
+                           analysis=AnalysisConfig(count_threshold=5, bootstrap=100, matched_reps=3, permutations=99))
+    tables = {}
+    for power in (1.0, 1.5):
+        runs, estimators, ep, n_eff = scatter_population(np.random.default_rng(3), power)
+        tables[power] = ep_view.ep_scatter_table(runs, estimators, ep, cfg, n_eff).set_index("statistic")
+    fair, biased = tables[1.0], tables[1.5]
+    assert set(fair.index) == set(ep_view.SCATTER_STATISTICS) and fair.loc["slope_log", "n_a"] == 20_000
+    slope = fair.loc["slope_log"]
+    assert slope["effect_low"] < 0 < slope["effect_high"]
+    assert slope["value"] - 1 < slope["effect_low"]  # against the naive floor, slope 1, it would look biased
+    assert biased.loc["slope_log", "effect_low"] > 0.3
+    assert fair.loc["pearson_log", "value"] > 0.5 and fair.loc["n_common", "value"] > 100
+    macros = ep_view.ep_scatter_macros(tables[1.5].reset_index())
+    assert macros["ScatterSgdSlopeLog"].value == pytest.approx(biased.loc["slope_log", "value"])
+    assert macros["ScatterSlopeLogAbove"].value == 1 and isinstance(macros["ScatterSgdNCommon"].value, int)
+
+
+def test_single_error_functions_equal_draws_pass_the_chi_square_and_uneven_ones_fail():
+    """The |E| functions one test error from the target, as bits flipped one at a time: equal
+    probabilities drawn as a multinomial give a dispersion index near 1 and a large p-value; a
+    population that prefers some of them (probabilities 1 to 30) is rejected; EP's range over
+    them is read from the scores it is given."""
+    from study.encoding import bits_to_hex
+    from study.tasks import make_task
+
+    task = make_task(7, "majority", 32, 96, seed=0)
+    keys = []
+    for k in range(96):
+        bits = task.y_test.astype(bool).copy()
+        bits[k] = ~bits[k]
+        keys.append(bits_to_hex(bits))
+    assert len(set(keys)) == 96 and bits_to_hex(task.y_test.astype(bool)) not in keys
+    rng = np.random.default_rng(0)
+    even = dict(zip(keys, rng.multinomial(4800, np.full(96, 1 / 96))))
+    w = np.linspace(1, 30, 96)
+    uneven = dict(zip(keys, rng.multinomial(4800, w / w.sum()))) | {"0" * 24: 1000}
+    ep = {k: -3.5 * np.log(10) for k in keys[:90]}
+    table = ep_view.single_error_table({"even": even, "uneven": uneven}, ep, task).set_index("population")
+    assert 0.7 < table.loc["even", "dispersion"] < 1.3 and table.loc["even", "p_value"] > 0.05
+    assert table.loc["uneven", "dispersion"] > 5 and table.loc["uneven", "p_value"] < 1e-6
+    assert table.loc["uneven", "items"] == 4800 and table.loc["uneven", "items_total"] == 5800
+    assert table.loc["even", "ep_scored"] == 90 and table.loc["even", "ep_log10_range"] == pytest.approx(0, abs=1e-12)
+    macros = ep_view.single_error_macros(table.reset_index())
+    assert macros["SingleErrorsUnevenPValue"].value < 1e-6 and macros["SingleErrorsFunctions"].value == 96

@@ -28,8 +28,9 @@ RAW = ("rejection_counts.csv", "sgd_runs.csv", "mcmc_counts.csv", "mcmc_diagnost
        "nngp_exact_counts.csv", "geometry.csv", "geometry_identity.csv", "sweep.csv")
 
 
-def write_config(path: Path, **sections) -> Path:
-    raw = tomllib.loads(SMOKE.read_text())
+def write_config(path: Path, base: Path = SMOKE, **sections) -> Path:
+    """`base` (e1_smoke) with each named section's values replaced, written to `path`."""
+    raw = tomllib.loads(base.read_text())
     for section, values in sections.items():  # None drops a section
         if values is None:
             raw.pop(section)
@@ -326,6 +327,24 @@ def test_e1m_smoke_scores_every_function_by_ep_and_compares_through_it(tmp_path)
     trend = read("tables/ep_trend.csv")
     assert len(trend) == 2 * (runs["setting"].nunique() + 2) and trend["spearman"].between(-1, 1).all()
     assert (out / "ep_view_table.tex").exists()
+    assert set(read("tables/ep_scatter.csv")["setting"]) == set(runs["setting"])
+
+    # E1MS's partial scoring on the same populations: only the nngp stage reruns (its config changed), EP
+    # scores exactly the functions some population saw at least twice, with the same log P_B, and the
+    # views that need every run's score are left out while the matched scatter is kept.
+    config = write_config(tmp_path / "e1m_smoke.toml", config, nngp={"ep_min_count": 2}, analysis={"count_threshold": 3})
+    assert cli.main(["nngp", "--config", str(config), "--results", str(tmp_path), "--no-progress", "--fresh"]) == 0
+    assert analysis_main(["--config", str(config), "--results", str(tmp_path)]) == 0
+    frequent = pd.concat([runs.groupby(["setting", "function"]).size(),
+                          read("raw/mcmc_counts.csv").groupby(["population", "function"])["count"].sum(),
+                          read("raw/nngp_exact_counts.csv").groupby("function")["count"].sum()])
+    few = read("raw/nngp_ep.csv")
+    assert set(few["function"]) == {k[-1] if isinstance(k, tuple) else k for k in frequent[frequent >= 2].index}
+    assert 0 < len(few) < len(ep) and read("raw/nngp_summary.csv")["ep_min_count"].iat[0] == 2
+    both = few.merge(ep, on="function", suffixes=("", "_all"))
+    assert len(both) == len(few) and np.allclose(both["log_p"], both["log_p_all"], rtol=0, atol=1e-6)
+    assert not (out / "tables" / "ep_view.csv").exists() and not (out / "tables" / "ep_mass.json").exists()
+    assert r"\newcommand{\EOnemScatterNCommonMin}" in (out / "macros.tex").read_text()
 
 
 def test_image_task_runs_every_stage_through_the_same_code(tmp_path):

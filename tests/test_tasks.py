@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -18,6 +19,49 @@ def test_inputs_are_binary_digits_msb_first():
 def test_lz76_classic_example():
     # Lempel & Ziv (1976): 0 . 001 . 10 . 100 . 1000 . 101
     assert lz76_words("0001101001000101") == 6
+
+
+def kaspar_schuster_words(s: str) -> int:
+    """LZ76 word count by Kaspar & Schuster's (1987) algorithm, as published: the reference."""
+    n = len(s)
+    if n <= 1:
+        return n
+    c, l, i, k, k_max = 1, 1, 0, 1, 1
+    while True:
+        if s[i + k - 1] == s[l + k - 1]:
+            k += 1
+            if l + k > n:
+                return c + 1
+        else:
+            k_max = max(k, k_max)
+            i += 1
+            if i == l:
+                c += 1
+                l += k_max
+                if l + 1 > n:
+                    return c
+                i, k, k_max = 0, 1, 1
+            else:
+                k = 1
+
+
+def test_lz76_words_is_kaspar_schuster_on_every_short_string_and_random_long_ones():
+    rng = np.random.default_rng(0)
+    strings = ["".join(bits) for n in range(15) for bits in itertools.product("01", repeat=n)]
+    strings += ["".join(np.where(rng.random(128) < p, "1", "0")) for p in (0.05, 0.3, 0.5) for _ in range(2000)]
+    assert [lz76_words(s) for s in strings] == [kaspar_schuster_words(s) for s in strings]
+    # A wrong variant, copies that may not run into the word itself, is told apart (on "0000" it
+    # parses 0|00|0, three words, against 0|000).
+    def no_overlap(s):
+        words, start = min(len(s), 1), 1
+        while start < len(s):
+            k = 1
+            while start + k <= len(s) and s.find(s[start:start + k], 0, start) != -1:
+                k += 1
+            words, start = words + 1, start + k
+        return words
+    assert no_overlap("0000") == 3 != lz76_words("0000") == 2
+    assert sum(no_overlap(s) != kaspar_schuster_words(s) for s in strings) > 1000
 
 
 def test_lz_constant_and_periodic_strings():

@@ -57,6 +57,8 @@ def with_(section, **values):
     (with_("nngp", exact="hmc"), "nngp.exact"),
     (with_("nngp", draws=1000, chunk_draws=512, batch=256), "nngp.draws"),
     (with_("nngp", ep_enumerate_max=30), "nngp.ep_enumerate_max"),
+    (with_("nngp", ep_min_count=0), "nngp.ep_min_count"),
+    (with_("nngp", ep_min_count=6), "nngp.ep_min_count"),  # count_threshold 10 by default: at most 5
     (with_("geometry", populations=["sgd_b9"]), r"geometry.populations\[0\]"),
     (with_("geometry", populations=["bayes_mcmc"]), r"geometry.populations\[0\]"),  # no [mcmc] section
     (with_("geometry", populations="a"), "geometry.populations"),

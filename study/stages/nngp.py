@@ -1,6 +1,7 @@
 """Stage nngp: P_B(f|S) in function space with the NNGP kernel of the same network and prior
 (study/nngp.py, study/truncated.py). Writes nngp_ep.csv (EP's log P_B per function: all 2^|E|
-functions when |E| <= nngp.ep_enumerate_max, else those the stages it reads saw),
+functions when |E| <= nngp.ep_enumerate_max, else those the stages it reads saw, or saw at least
+nngp.ep_min_count times),
 nngp_exact_counts.csv (exact samples of the Gaussian truncated to the signs of S) and
 nngp_summary.csv (log P(S) by EP and by the exact sampler)."""
 from __future__ import annotations
@@ -26,8 +27,10 @@ NNGP_SUMMARY_ALLOWED = {
     "exact_r_hat_max": lambda s: (s["exact_method"] != "ess") | (s["exact_r_hat_max"] == np.inf),
     "exact_ess_min": lambda s: s["exact_method"] != "ess"}
 EP_METHODS = {"ratio": ep_batch.ep_log_pb_batched, "predictive": ep_batch.ep_log_pb_predictive}
-# The public outputs whose functions EP scores when it cannot enumerate them all.
-SEEN = {"rejection": "rejection_counts.csv", "mcmc": "mcmc_counts.csv", "sgd": "sgd_runs.csv"}
+# The public outputs whose functions EP scores when it cannot enumerate them all, and the column
+# that names their populations (an SGD setting, an MCMC init); a row is one run where no count is.
+SEEN = {"rejection": ("rejection_counts.csv", "population"), "mcmc": ("mcmc_counts.csv", "population"),
+        "sgd": ("sgd_runs.csv", "setting")}
 
 
 def plan(ctx: Context) -> list[Part]:
@@ -61,17 +64,21 @@ def plan(ctx: Context) -> list[Part]:
 
 
 def ep_functions(ctx: Context, counts: pd.DataFrame) -> tuple[list[str], bool]:
-    """The functions EP scores: every function on E when there are few, else every function the
-    exact sampler or a stage this one reads saw."""
+    """The functions EP scores: every function on E when there are few, else every function that
+    the exact sampler or a population of a stage this one reads saw at least nngp.ep_min_count
+    times."""
     n_test = len(ctx.task.test_idx)
     if n_test <= ctx.cfg.nngp.ep_enumerate_max:
         bits = (np.arange(2**n_test)[:, None] >> np.arange(n_test - 1, -1, -1)) & 1
         return [bits_to_hex(b) for b in bits], True
-    seen = set(counts["function"])
+    frames = [counts.assign(population="nngp_exact")[["population", "function", "count"]]]
     for stage in ctx.stage.reads(ctx.cfg):
-        path = ctx.read(stage, SEEN[stage])
-        seen |= set(pd.read_csv(path, dtype={"function": str}, usecols=["function"])["function"].dropna())
-    return sorted(seen), False
+        name, group = SEEN[stage]
+        frame = pd.read_csv(ctx.read(stage, name), dtype={"function": str},
+                            usecols=lambda c: c in (group, "function", "count")).dropna(subset=["function"])
+        frames.append(frame.rename(columns={group: "population"}).assign(count=frame.get("count", 1)))
+    seen = pd.concat(frames).groupby(["population", "function"])["count"].sum()
+    return sorted(set(seen[seen >= ctx.cfg.nngp.ep_min_count].index.get_level_values("function"))), False
 
 
 def finalise(ctx: Context, done):
@@ -84,7 +91,8 @@ def finalise(ctx: Context, done):
                           else (float("nan"), float("nan")))
     if r_hat_max > mcmc.RHAT_THRESHOLD:
         print(f"warning: NNGP elliptical slice chains have split R-hat up to {r_hat_max:.4g} > "
-              f"{mcmc.RHAT_THRESHOLD}: they have not mixed (more nngp.burn_in or thin)", file=sys.stderr)
+              f"{mcmc.RHAT_THRESHOLD}: they have not mixed (fewer, longer chains: fewer nngp.chains, "
+              "more nngp.thin; or more nngp.burn_in)", file=sys.stderr)
     functions, enumerated = ep_functions(ctx, counts)
     # the method whose log P_B is used, and with "both" the predictive scored beside it
     methods = ["ratio", "predictive"] if cfg.nngp.ep == "both" else [cfg.nngp.ep]
@@ -122,6 +130,7 @@ def finalise(ctx: Context, done):
         "exact_r_hat_max": r_hat_max, "exact_ess_min": ess_min, "exact_cap_hits": 0,
         "exact_draws": draws, "exact_samples": accepted, "exact_seconds": float(stats["seconds"].sum()),
         "ep_functions": len(functions), "ep_failed": ep_failed, "ep_enumerated": enumerated,
+        "ep_min_count": 1 if enumerated else cfg.nngp.ep_min_count,
         "ep_probability_sum": float(np.nansum(np.exp(scores.log_pb))),
         "ep_method": methods[0], "ep_seconds_per_function": seconds[methods[0]],
         # seconds per function of the predictive scored beside the ratio ("both"), else 0
