@@ -232,6 +232,7 @@ def paper_macros(cfg, out: dict) -> dict[str, Macro]:
               "NngpLogPSExact": src(float(s["log_p_s_exact"]), "log_p_s_exact"),
               "NngpEpFunctions": src(int(s["ep_functions"]), "ep_functions"),
               "NngpEpFailed": src(int(s["ep_failed"]), "ep_failed"),
+              "NngpEpMinCount": src(int(s.get("ep_min_count", 1)), "ep_min_count"),
               "NngpEpSum": src(float(s["ep_probability_sum"]), "ep_probability_sum"),
               "NngpExactAccepted": src(int(s["exact_samples"]), "exact_samples"),
               "NngpExactRhatMax": src(float(s.get("exact_r_hat_max", float("nan"))), "exact_r_hat_max"),

@@ -58,7 +58,7 @@ def ep_view_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: d
     return with_q_values(pd.concat(frames, ignore_index=True))
 
 
-SCATTER_STATISTICS = ("pearson_log", "spearman_log", "slope_log", "n_common")
+SCATTER_STATISTICS = ("pearson_log", "spearman_log", "slope_log", "n_common", "decades_log10_pb")
 
 
 def ep_scatter_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep: dict[str, float],
@@ -81,7 +81,12 @@ def ep_scatter_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
 
     def view(keys):
         log_p = np.array([ep.get(k, np.nan) for k in keys], float)
-        return (lambda a, _: ep_correlations(np.asarray(a), log_p, threshold)), stats.total_variation
+
+        def statistics(a, _):  # the scatter's correlations and the decades of EP's P_B its points span
+            a = np.asarray(a)
+            shown = log_p[np.isfinite(log_p) & (a >= threshold)] / np.log(10)
+            return ep_correlations(a, log_p, threshold) | {"decades_log10_pb": float(np.ptp(shown)) if len(shown) else np.nan}
+        return statistics, stats.total_variation
 
     frames = []
     for setting, group in runs.groupby("setting", sort=False):
@@ -127,12 +132,12 @@ def ep_scatter_macros(scatter: pd.DataFrame) -> dict:
 
 def single_error_table(counts: dict[str, dict[str, int]], ep: dict[str, float], task: Task) -> pd.DataFrame:
     """The |E| functions that differ from the target on one test input: EP's log10 P_B over them
-    (its range: 0 where they are equally probable, as the NNGP kernel of the Boolean task makes
-    them), and per population (`counts`: populations()) how evenly it finds them: their counts, the
-    dispersion index var / mean over all |E| (unseen ones count 0; about 1 for independent draws
-    of equally probable functions), the chi-square test of equal probabilities (scipy, |E| - 1
-    degrees of freedom; a chain sample is treated as independent draws, which its effective size
-    near its size allows) and the largest count over the mean."""
+    (its range: about 0 where they are equally probable, as under E1MS's NNGP posterior), and per
+    population (`counts`: populations()) how evenly it finds them: their counts and share of its
+    runs or samples, the dispersion index var / mean over all |E| (unseen ones count 0; about 1
+    for independent draws of equally probable functions), the chi-square test of equal
+    probabilities (scipy, |E| - 1 degrees of freedom; a chain sample is treated as independent
+    draws, which its effective size near its size allows) and the largest count over the mean."""
     keys = []
     for k in range(len(task.test_idx)):
         bits = task.y_test.astype(bool).copy()
@@ -146,7 +151,8 @@ def single_error_table(counts: dict[str, dict[str, int]], ep: dict[str, float], 
         mean = c.mean()
         chi2 = float(np.sum((c - mean) ** 2) / mean) if mean > 0 else float("nan")
         rows.append({"population": population, "functions": len(keys), "seen": int((c > 0).sum()),
-                     "items": int(c.sum()), "items_total": int(sum(pop.values())), "count_mean": mean,
+                     "items": int(c.sum()), "items_total": int(sum(pop.values())),
+                     "share": float(c.sum() / sum(pop.values())), "count_mean": mean,
                      "count_max": int(c.max()), "count_min": int(c.min()),
                      "dispersion": float(c.var(ddof=1) / mean) if mean > 0 else float("nan"),
                      "chi2": chi2, "p_value": float(stats.sps.chi2.sf(chi2, len(keys) - 1)) if mean > 0 else float("nan"),
@@ -157,14 +163,16 @@ def single_error_table(counts: dict[str, dict[str, int]], ep: dict[str, float], 
 
 
 def single_error_macros(table: pd.DataFrame) -> dict:
-    """Per population: SingleErrors<Population>Dispersion, ...PValue, ...MaxOverMean, ...Items; EP's
+    """Per population: SingleErrors<Population>Dispersion, ...PValue, ...ChiSquare, ...MaxOverMean,
+    ...Items, ...Share (of all its runs or samples), ...Max, ...Min; EP's
     range and mean log10 P_B over the functions (SingleErrorsEpRange, SingleErrorsEpMean)."""
     m = {}
     for r in table.itertuples():
         k, src = lambda *p: macro_name("SingleErrors", r.population, *p), source("single_errors.csv", population=r.population)
         m |= {k("Dispersion"): src(float(r.dispersion), "dispersion"), k("PValue"): src(float(r.p_value), "p_value"),
               k("MaxOverMean"): src(float(r.max_over_mean), "max_over_mean"), k("Items"): src(int(r.items), "items"),
-              k("Max"): src(int(r.count_max), "count_max"), k("Min"): src(int(r.count_min), "count_min")}
+              k("Max"): src(int(r.count_max), "count_max"), k("Min"): src(int(r.count_min), "count_min"),
+              k("ChiSquare"): src(float(r.chi2), "chi2"), k("Share"): src(float(r.share), "share")}
     first = table.iloc[0]
     src = source("single_errors.csv")
     return m | {"SingleErrorsFunctions": src(int(first["functions"]), "functions"),

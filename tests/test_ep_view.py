@@ -30,12 +30,14 @@ def test_ep_view_statistics_by_hand():
     assert statistics(np.array([5, 0]), np.array([0, 5]))["tv_ep_bins"] == 0.0
 
 
-def synthetic(rng, n_functions=100_000, n_runs=4000, n_ref=8000, power=1.0):
-    """A posterior over many functions with known log10 P_B spread over 6 decades, sampled twice
-    (two halves: the reference), and an 'SGD' population drawn from P_B^power (normalised): power 1
-    is a Bayesian sampler, power > 1 over-concentrates on the most probable functions. With log10 P_B
-    uniform, the mean log10 P_B over items is -2 - 1 / (power ln 10): -2.43 at power 1, -2.22 at 2."""
-    log10_p = rng.uniform(-8, -2, n_functions)
+def synthetic(rng, n_functions=100_000, n_runs=4000, n_ref=8000, power=1.0, decades=(-8, -2),
+              reference="bayes_rejection"):
+    """A posterior over many functions with known log10 P_B spread uniformly over `decades`, sampled
+    twice (two halves: the reference), and an 'SGD' population drawn from P_B^power (normalised):
+    power 1 is a Bayesian sampler, power > 1 over-concentrates on the most probable functions. With
+    log10 P_B uniform on (-8, -2), the mean log10 P_B over items is -2 - 1 / (power ln 10): -2.43 at
+    power 1, -2.22 at 2."""
+    log10_p = rng.uniform(*decades, n_functions)
     p = 10 ** log10_p / np.sum(10 ** log10_p)
     q = p**power / np.sum(p**power)
     functions = np.array([f"{i:05x}" for i in range(n_functions)])
@@ -43,8 +45,8 @@ def synthetic(rng, n_functions=100_000, n_runs=4000, n_ref=8000, power=1.0):
     runs = pd.DataFrame({"setting": "sgd", "fitted": True, "function": functions[rng.choice(n_functions, n_runs, p=q)]})
     ref = rng.choice(n_functions, n_ref, p=p)
     raw = pd.DataFrame({"chunk": np.arange(n_ref) % 2, "function": functions[ref], "count": 1})
-    n_eff = {"bayes_rejection": {None: n_ref, 0: n_ref / 2, 1: n_ref / 2}}
-    return runs, {"bayes_rejection": raw}, ep, n_eff
+    n_eff = {reference: {None: n_ref, 0: n_ref / 2, 1: n_ref / 2}}
+    return runs, {reference: raw}, ep, n_eff
 
 
 def test_a_bayesian_sampler_sits_on_the_floor_and_a_concentrating_one_does_not():
@@ -171,22 +173,6 @@ def test_trend_interval_covers_the_true_rank_correlation_and_excludes_zero_only_
     assert row.ci_low < 0 < row.ci_high
 
 
-def scatter_population(rng, power, n_runs=20_000, n_ref=40_000, n_functions=2000):
-    """A posterior over 2,000 functions with log10 P_B uniform over 3 decades, an exact sample of it
-    in chunks (two halves), and 'SGD' runs drawn from P_B^power: power 1 a Bayesian sampler,
-    above 1 one that over-concentrates on the most probable functions."""
-    log10_p = rng.uniform(-6, -3, n_functions)
-    p = 10**log10_p / np.sum(10**log10_p)
-    q = p**power / np.sum(p**power)
-    functions = np.array([f"{i:04x}" for i in range(n_functions)])
-    ep = dict(zip(functions, log10_p * np.log(10)))
-    runs = pd.DataFrame({"setting": "sgd", "fitted": True, "function": functions[rng.choice(n_functions, n_runs, p=q)]})
-    exact = pd.DataFrame({"chunk": np.arange(n_ref) % 8, "function": functions[rng.choice(n_functions, n_ref, p=p)],
-                          "count": 1})
-    n_eff = {"nngp_exact": {None: n_ref, 0: n_ref / 2, 1: n_ref / 2}}
-    return runs, {"nngp_exact": exact}, ep, n_eff
-
-
 def test_the_matched_scatter_against_ep_sits_on_its_floor_for_a_bayesian_sampler_only():
     """Selecting the functions seen at least count_threshold times biases the slope of the scatter
     (rare functions clear the threshold only when seen more often than their P_B says), so a
@@ -197,7 +183,9 @@ def test_the_matched_scatter_against_ep_sits_on_its_floor_for_a_bayesian_sampler
                            analysis=AnalysisConfig(count_threshold=5, bootstrap=100, matched_reps=3, permutations=99))
     tables = {}
     for power in (1.0, 1.5):
-        runs, estimators, ep, n_eff = scatter_population(np.random.default_rng(3), power)
+        # 2,000 functions over 3 decades, 20,000 runs, an exact sample of 40,000 in two halves
+        runs, estimators, ep, n_eff = synthetic(np.random.default_rng(3), 2000, 20_000, 40_000, power, (-6, -3),
+                                                "nngp_exact")
         tables[power] = ep_view.ep_scatter_table(runs, estimators, ep, cfg, n_eff).set_index("statistic")
     fair, biased = tables[1.0], tables[1.5]
     assert set(fair.index) == set(ep_view.SCATTER_STATISTICS) and fair.loc["slope_log", "n_a"] == 20_000
