@@ -53,7 +53,7 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
                    xlabel: str, note: str):
     """P_SGD (y) against a P_B estimate (column x), log-log, one panel per SGD setting, with y = x.
     Filled points (coloured by test error) are those in `above`; each title gives the setting's
-    r_log of `comparison` from agreement.csv, beside its matched floor and with the permutation p
+    r_log of `comparison` from agreement.csv, beside its matched floor and with the permutation p where there is one
     (against a sampled reference) or with its interval (against EP). Returns the figure."""
     import numpy as np
 
@@ -74,7 +74,8 @@ def scatter_panels(seen: pd.DataFrame, x: str, above: pd.Series, agreement: pd.D
                       & (agreement["statistic"] == "pearson_log")].iloc[0]
         if "floor" in r and pd.notna(r["floor_n_a"]):  # matched comparison: beside its floor, with the test
             two = lambda x: f"{x:.2f}" if np.isfinite(x) else "n/a"  # n/a: < 3 functions common at this n
-            text = f"$r_{{\\log}}$ = {two(r.value)} (floor {two(r.floor)})\nn = {int(r.n_a)}, p = {r.p_value:.2g}"
+            text = f"$r_{{\\log}}$ = {two(r.value)} (floor {two(r.floor)})\nn = {int(r.n_a)}"
+            text += f", p = {r.p_value:.2g}" if pd.notna(r.p_value) else ""  # no test beside ep_scatter's floor
         else:  # against a computed P_B: the bootstrap interval
             text = f"$r_{{\\log}}$ = {r.value:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
         if not mine.any():
