@@ -98,8 +98,10 @@ def ep_correlations(counts: np.ndarray, log_p: np.ndarray, threshold: int) -> di
     """Mingard et al.'s scatter: over the functions seen at least `threshold` times in a sample (its
     counts) that EP scored (log_p in nats, NaN where not), Pearson and Spearman correlation of the
     sample's log frequency with EP's log P_B and the least-squares slope of the first on the second
-    (1 when the sample is a draw from EP's P_B; above 1 when it concentrates on EP's most probable
-    functions), and how many functions; NaN where fewer than 3 or either side constant."""
+    (above 1 when it concentrates on EP's most probable functions; below 1 even for a sample drawn
+    from EP's P_B itself, since choosing functions by their counts flattens it: read it beside a
+    floor, analysis.ep_view.ep_scatter_table), and how many functions; NaN where fewer than 3 or
+    either side constant."""
     keep = np.isfinite(log_p) & (counts >= threshold)
     n = int(keep.sum())
     out = dict.fromkeys(("pearson_log", "spearman_log", "slope_log"), float("nan")) | {"n_common": float(n)}
