@@ -104,6 +104,11 @@ def ep_scatter_table(runs: pd.DataFrame, estimators: dict[str, pd.DataFrame], ep
     return with_q_values(pd.concat(frames, ignore_index=True))
 
 
+def scatter_number(statistic: str, value: float):
+    """A value of ep_scatter.csv as the paper prints it: n_common (a mean count) as a whole number."""
+    return int(round(value)) if statistic == "n_common" else float(value)
+
+
 def ep_scatter_macros(scatter: pd.DataFrame) -> dict:
     """Paper macros of ep_scatter_table: per setting and statistic, its value, floor and effect
     interval (ScatterSgdBEightCePearsonLog, ...Floor, ...EffectLo, ...EffectHi; the size n), and
@@ -113,15 +118,14 @@ def ep_scatter_macros(scatter: pd.DataFrame) -> dict:
     for r in rows.itertuples():
         k = lambda *p: macro_name("Scatter", r.setting, r.statistic, *p)
         src = source("ep_scatter.csv", setting=r.setting, statistic=r.statistic)
-        num = (lambda v: int(round(v))) if r.statistic == "n_common" else float  # n_common: a mean count
-        m |= {k(): src(num(r.value), "value (mean over the matched draws)"),
-              k("Floor"): src(num(r.floor), "floor (mean over the matched draws)"),
+        m |= {k(): src(scatter_number(r.statistic, r.value), "value (mean over the matched draws)"),
+              k("Floor"): src(scatter_number(r.statistic, r.floor), "floor (mean over the matched draws)"),
               k("EffectLo"): src(float(r.effect_low), "effect_low"), k("EffectHi"): src(float(r.effect_high), "effect_high")}
         m[macro_name("Scatter", r.setting, "N")] = src(int(r.n_a), "n_a")
     for statistic, g in rows.groupby("statistic", sort=False):
         k = lambda *p: macro_name("Scatter", statistic, *p)
         src = source("ep_scatter.csv", "SGD settings", statistic=statistic)
-        num = (lambda v: int(round(v))) if statistic == "n_common" else float
+        num = lambda v: scatter_number(statistic, v)
         m |= {k("Min"): src(num(g["value"].min()), "min of value"), k("Max"): src(num(g["value"].max()), "max of value"),
               k("FloorMin"): src(num(g["floor"].min()), "min of floor"),
               k("FloorMax"): src(num(g["floor"].max()), "max of floor"),
@@ -146,17 +150,17 @@ def single_error_table(counts: dict[str, dict[str, int]], ep: dict[str, float], 
     score = log10_scores(ep, keys)
     ok = np.isfinite(score)
     rows = []
+    nan = float("nan")
     for population, pop in counts.items():
         c = np.array([pop.get(k, 0) for k in keys], float)
-        mean = c.mean()
-        chi2 = float(np.sum((c - mean) ** 2) / mean) if mean > 0 else float("nan")
+        mean, total = c.mean(), sum(pop.values())
+        chi2 = float(np.sum((c - mean) ** 2) / mean) if mean > 0 else nan  # NaN: none of them found
         rows.append({"population": population, "functions": len(keys), "seen": int((c > 0).sum()),
-                     "items": int(c.sum()), "items_total": int(sum(pop.values())),
-                     "share": float(c.sum() / sum(pop.values())), "count_mean": mean,
-                     "count_max": int(c.max()), "count_min": int(c.min()),
-                     "dispersion": float(c.var(ddof=1) / mean) if mean > 0 else float("nan"),
-                     "chi2": chi2, "p_value": float(stats.sps.chi2.sf(chi2, len(keys) - 1)) if mean > 0 else float("nan"),
-                     "max_over_mean": float(c.max() / mean) if mean > 0 else float("nan"),
+                     "items": int(c.sum()), "items_total": int(total), "share": float(c.sum() / total),
+                     "count_mean": mean, "count_max": int(c.max()), "count_min": int(c.min()),
+                     "dispersion": chi2 / (len(keys) - 1),  # var(ddof=1) / mean
+                     "chi2": chi2, "p_value": float(stats.sps.chi2.sf(chi2, len(keys) - 1)) if mean > 0 else nan,
+                     "max_over_mean": float(c.max() / mean) if mean > 0 else nan,
                      "ep_scored": int(ok.sum()), "ep_log10_mean": float(score[ok].mean()) if ok.any() else float("nan"),
                      "ep_log10_range": float(np.ptp(score[ok])) if ok.any() else float("nan")})
     return pd.DataFrame(rows)
